@@ -1,0 +1,1 @@
+"""In-repo models and recipes (retrieval baseline; FIRES and COMPEER to come)."""

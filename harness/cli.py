@@ -1,0 +1,191 @@
+"""`harness` command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__, datafiles, paths, registry
+from .errors import HarnessError
+
+
+class _Group(click.Group):
+    """User errors become one line on stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished samples are saved - continue with `harness run --resume RUN_DIR`.", err=True)
+            sys.exit(130)
+
+
+def parse_kv(text: str | None, option: str = "--model-args") -> dict[str, Any]:
+    """`k=v,k2=v2` -> dict; values that read as JSON (numbers, true/false, null, lists) are converted."""
+    if not text:
+        return {}
+    pieces: list[str] = []
+    for piece in text.split(","):
+        if "=" in piece or not pieces:
+            pieces.append(piece)
+        else:  # a comma inside a value
+            pieces[-1] += "," + piece
+    parsed: dict[str, Any] = {}
+    for piece in pieces:
+        key, sep, value = piece.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"{option}: '{piece}' is not key=value; write e.g. {option} temperature=0.7,max_tokens=128.")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harness")
+def main() -> None:
+    """Evaluate emotional-support conversation models on every ESC benchmark, one way."""
+
+
+@main.command()
+@click.option("--task", help="Task name (see `harness list tasks`).")
+@click.option("--model", help="Model adapter name (see `harness list models`).")
+@click.option("--model-args", help="Adapter options, k=v,k2=v2.")
+@click.option("--task-args", help="Task options, k=v,k2=v2.")
+@click.option("--split", default=None, help="Split to evaluate [default: test].")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N samples of the split.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--metrics", help="Comma-separated metric names [default: the task's].")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Datasets folder [default: $ESC_HARNESS_DATA, else the per-user cache].")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file [default: $ESC_HARNESS_CACHE, else the per-user cache].")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted run folder.")
+def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, resume) -> None:
+    """Evaluate MODEL on TASK; writes a run folder and prints its metrics."""
+    from .runner import RunConfig, run as run_task
+
+    if resume is None and not (task and model):
+        raise HarnessError("give --task and --model (or --resume RUN_DIR); e.g. harness run --task mesc --model retrieval")
+    config = RunConfig(
+        task=task or "", model=model or "", split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
+        model_args=parse_kv(model_args), seed=seed, limit=limit, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
+        output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache,
+    )
+    result = run_task(config, resume=resume)
+    rows = [(name, f"{value:.2f}") for name, value in result.summary.metrics.items()]
+    click.echo(f"{result.summary.n} samples; model calls {result.model_calls}, cache hits {result.cache_hits}"
+               + (f", {result.resumed_samples} samples already done" if resume else ""))
+    click.echo(_table(rows))
+    click.echo(str(result.run_dir))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--metrics", help="Comma-separated metric names [default: those of the run].")
+def score(run_dir: Path, metrics: str | None) -> None:
+    """Recompute the metrics of a finished run from its stored outputs (no model call)."""
+    from .runner import score as score_run
+
+    summary = score_run(run_dir, [m.strip() for m in metrics.split(",")] if metrics else None)
+    click.echo(_table([(k, f"{v:.2f}") for k, v in summary.metrics.items()]))
+
+
+@main.command()
+@click.option("--runs", type=click.Path(path_type=Path, file_okay=False), default=Path("results/runs"), show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE instead of stdout.")
+@click.option("--all", "keep_all", is_flag=True, help="Every run, not only the latest per model / task / split.")
+def leaderboard(runs: Path, fmt: str, out: Path | None, keep_all: bool) -> None:
+    """One table of all finished runs: rows model / task / split, columns metrics."""
+    from .leaderboard import collect, render
+
+    text = render(collect(runs, keep_all), fmt)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        click.echo(str(out))
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("list")
+@click.argument("kind", type=click.Choice(["tasks", "models", "metrics"]))
+def list_(kind: str) -> None:
+    """Registered tasks, models or metrics."""
+    reg = {"tasks": registry.tasks, "models": registry.models, "metrics": registry.metrics}[kind]
+    rows = []
+    for name in reg.names():
+        obj = reg.get(name)
+        doc = getattr(obj, "description", "") or (obj.__doc__ or "").strip().splitlines()[0]
+        rows.append((name, doc))
+    click.echo(_table(rows))
+
+
+@main.group()
+def data() -> None:
+    """Datasets: statistics and fetching."""
+
+
+@data.command()
+@click.argument("task")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print {split: instances} as JSON.")
+def stats(task: str, data_dir: Path | None, as_json: bool) -> None:
+    """Number of instances per split."""
+    from .runner import load_samples, load_task
+
+    t = load_task(task, {})
+    counts = {split: len(load_samples(t, split, data_dir, None)[0]) for split in t.splits}
+    click.echo(json.dumps(counts) if as_json else _table([(k, str(v)) for k, v in counts.items()]))
+
+
+@data.command()
+@click.argument("task")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Download again even if the files are there and intact.")
+def fetch(task: str, data_dir: Path | None, force: bool) -> None:
+    """Download a task's files from their source and check their sha256."""
+    t = registry.tasks.get(task)
+    root = paths.data_root(data_dir)
+    written = datafiles.fetch(t.dataset, root, force=force)
+    click.echo(f"{root / t.dataset.folder}: {len(written)} file(s) downloaded, all {len(t.dataset.files)} verified.")
+
+
+@main.group()
+def setup() -> None:
+    """One-time setup of offline resources."""
+
+
+@setup.command("nltk")
+@click.option("--wordnet-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="WordNet 3.0 database folder [default: Debian's].")
+def setup_nltk(wordnet_dir: Path | None) -> None:
+    """WordNet (for METEOR) and Punkt (for tokenising) without the NLTK downloader."""
+    from .metrics import nltk_data
+
+    target = nltk_data.install(wordnet_dir or nltk_data.DEBIAN_WORDNET)
+    click.echo(f"NLTK data ready in {target}: {json.dumps(nltk_data.describe())}")
+
+
+@main.command()
+def schema() -> None:
+    """JSON schemas of the files in a run folder."""
+    from .contract import ON_DISK
+
+    click.echo(json.dumps({name: model.model_json_schema() for name, model in ON_DISK.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

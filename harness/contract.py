@@ -1,0 +1,231 @@
+"""The whole contract of the harness on one screen.
+
+A *task* turns a dataset into `Sample`s and each sample into a `ChatRequest`; a *model adapter*
+(`ChatModel`) answers requests; the task parses each answer into a response; *metrics* score the
+responses against the references; the run folder holds a `RunHeader` (run.json), one `SampleRecord`
+per line (samples.jsonl) and a `Summary` (summary.json). Everything written to disk is a pydantic
+model below, so its JSON schema is `Model.model_json_schema()` (see `harness schema`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --------------------------------------------------------------------------- samples
+
+
+class Turn(BaseModel):
+    """One (merged) turn of a dialogue."""
+
+    model_config = ConfigDict(frozen=True)
+    speaker: str  # dataset's own role name, e.g. "Client" / "Therapist"
+    text: str
+    frames: tuple[str, ...] = ()  # image files (relative to the data dir) shown with this turn
+
+
+class Sample(BaseModel):
+    """One evaluation instance: respond to `history` as the supporter would."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str  # stable across runs and machines, e.g. "mesc/test/d0123/t05"
+    history: tuple[Turn, ...]
+    reference: str
+    labels: dict[str, Any] = {}  # e.g. {"emotion": ..., "strategy": ...} of the target turn
+
+
+# --------------------------------------------------------------------------- model calls
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    role: str  # "system" | "user" | "assistant"
+    content: str
+    images: tuple[str, ...] = ()
+
+
+class GenerationConfig(BaseModel):
+    """Settings that change the answer, hence part of the cache key."""
+
+    model_config = ConfigDict(frozen=True)
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    n: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    messages: tuple[Message, ...]
+    generation: GenerationConfig = GenerationConfig()
+
+
+class ModelOutput(BaseModel):
+    choices: list[str]  # n texts; choices[0] is the one scored
+    usage: dict[str, int] = {}
+
+    @property
+    def text(self) -> str:
+        return self.choices[0]
+
+
+@dataclass
+class ModelContext:
+    """What an adapter may know about the run it serves (a retrieval model needs the task)."""
+
+    task: "Task"
+    split: str
+    data_dir: Path
+    seed: int
+
+
+class ChatModel(ABC):
+    """A model adapter. Constructed as `Adapter(context, **model_args)`."""
+
+    name: ClassVar[str]
+    batch_size: ClassVar[int] = 16  # requests handed to `generate` at once; results are saved per batch
+
+    @abstractmethod
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything about this model that changes its answers (never secrets, timeouts, concurrency)."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
+        """One output per request, in order."""
+
+    def close(self) -> None:  # release servers, GPUs, files
+        pass
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class DataFile:
+    name: str  # path inside the dataset folder
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    folder: str  # sub-folder of the data dir
+    files: tuple[DataFile, ...]
+    source: str  # human-readable provenance
+
+
+class Task(ABC):
+    """A benchmark. Constructed as `Task(**task_args)`."""
+
+    name: ClassVar[str]
+    dataset: ClassVar[Dataset]
+    splits: ClassVar[tuple[str, ...]]
+    default_metrics: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def load(self, split: str, data_dir: Path) -> list[Sample]:
+        """Samples of `split`, in a fixed order; `data_dir` is the verified dataset folder."""
+
+    @abstractmethod
+    def build_request(self, sample: Sample) -> ChatRequest: ...
+
+    def parse_response(self, output: str) -> str:
+        """The response to score, from the raw model output."""
+        return output.strip()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class ScoredPair:
+    response: str
+    reference: str
+    response_tokens: list[str] = field(default_factory=list)
+    reference_tokens: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MetricValue:
+    corpus: float  # the number reported (x100 where the papers do)
+    per_sample: list[float] | None = None  # where the corpus value is a mean over samples
+
+
+class Metric(ABC):
+    name: str  # as registered and as written in summary.json
+    description: str = ""
+    # True when the reported value is the mean of per-sample values: samples are then scored as they
+    # finish (the scores land in samples.jsonl) and the summary averages them.
+    per_sample: bool = False
+
+    def check(self) -> None:
+        """Raise HarnessError before a run starts if a resource (e.g. WordNet) is missing."""
+
+    def info(self) -> dict[str, Any]:
+        """Versions and variants that change the value; recorded in summary.json."""
+        return {}
+
+    @abstractmethod
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue: ...
+
+
+# --------------------------------------------------------------------------- run records (on disk)
+
+SCHEMA_VERSION = 1
+
+
+class RunHeader(BaseModel):
+    """run.json"""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    task: str
+    task_args: dict[str, Any] = {}
+    model: str
+    model_args: dict[str, Any] = {}  # secrets redacted
+    model_identity: dict[str, Any] = {}
+    split: str
+    seed: int
+    limit: int | None = None
+    metrics: list[str]
+    data: dict[str, str] = {}  # dataset file -> sha256
+    git_revision: str | None = None
+    packages: dict[str, str] = {}
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"  # running | finished
+    n_samples: int  # samples this run covers (after --limit)
+
+
+class SampleRecord(BaseModel):
+    """One line of samples.jsonl"""
+
+    index: int  # position in the task's split order
+    id: str
+    history: list[Turn]
+    reference: str
+    labels: dict[str, Any] = {}
+    output: str  # raw model text
+    response: str  # what was scored
+    scores: dict[str, float] = {}  # per-sample values of the metrics that have them
+
+
+class Summary(BaseModel):
+    """summary.json"""
+
+    schema_version: int = SCHEMA_VERSION
+    n: int
+    metrics: dict[str, float]
+    metric_info: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+ON_DISK: dict[str, type[BaseModel]] = {
+    "run.json": RunHeader,
+    "samples.jsonl": SampleRecord,
+    "summary.json": Summary,
+}

@@ -1,0 +1,86 @@
+"""Locating, verifying and fetching dataset files (the task declares them; this module knows no task)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .contract import Dataset, DataFile
+from .errors import DataError
+
+ALLOW_MODIFIED_ENV = "ESC_HARNESS_ALLOW_MODIFIED_DATA"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _how_to_get(dataset: Dataset, task_name: str) -> str:
+    return (
+        f"get it with `harness data fetch {task_name}`, or point --data-dir / $ESC_HARNESS_DATA "
+        f"at a folder holding {dataset.folder}/ ({dataset.source})"
+    )
+
+
+def resolve(dataset: Dataset, task_name: str, root: Path, allow_modified: bool | None = None) -> tuple[Path, dict[str, str]]:
+    """The dataset folder under `root`, after checking every file against its pinned sha256.
+
+    Returns the folder and {file: sha256}. A modified file is an error unless explicitly allowed
+    (then its real hash is recorded in the run, so nobody mistakes it for the published data).
+    """
+    if allow_modified is None:
+        allow_modified = os.environ.get(ALLOW_MODIFIED_ENV, "") not in ("", "0")
+    folder = root / dataset.folder
+    hashes: dict[str, str] = {}
+    for f in dataset.files:
+        path = folder / f.name
+        if not path.is_file():
+            raise DataError(f"{path}: missing dataset file; {_how_to_get(dataset, task_name)}.")
+        actual = sha256_of(path)
+        if actual != f.sha256 and not allow_modified:
+            raise DataError(
+                f"{path}: content differs from the published file (sha256 {actual[:12]}..., expected "
+                f"{f.sha256[:12]}...); re-fetch it with `harness data fetch {task_name} --force`, or set "
+                f"{ALLOW_MODIFIED_ENV}=1 to evaluate on modified data on purpose."
+            )
+        hashes[f.name] = actual
+    return folder, hashes
+
+
+def fetch(dataset: Dataset, root: Path, force: bool = False) -> list[Path]:
+    """Download each file from its source URL, check its sha256, then move it into place atomically."""
+    folder = root / dataset.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in dataset.files:
+        target = folder / f.name
+        if target.is_file() and not force and sha256_of(target) == f.sha256:
+            continue
+        written.append(_download(f, target))
+    return written
+
+
+def _download(f: DataFile, target: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(f.url, timeout=60) as resp:
+                    shutil.copyfileobj(resp, out)
+            except OSError as exc:
+                raise DataError(f"{f.name}: download from {f.url} failed ({exc}); check the network or copy the file by hand into {target.parent}.") from None
+        actual = sha256_of(Path(tmp))
+        if actual != f.sha256:
+            raise DataError(f"{f.name}: downloaded file from {f.url} has sha256 {actual[:12]}..., expected {f.sha256[:12]}...; the source changed or the download was corrupted, nothing was written.")
+        os.replace(tmp, target)
+        return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

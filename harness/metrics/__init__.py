@@ -1,0 +1,1 @@
+"""Metrics: each registered by name (entry points `esc_harness.metrics`); see `harness list metrics`."""

@@ -1,0 +1,118 @@
+"""NLTK data without the NLTK downloader (no network here): WordNet 3.0 from Debian's
+`wordnet-base` + `wordnet-sense-index` packages, and an untrained Punkt model for `word_tokenize`.
+
+`harness setup nltk` builds the folder once; metrics then find it through `nltk.data.path`.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+from .. import paths
+from ..errors import HarnessError
+
+DEBIAN_WORDNET = Path("/usr/share/wordnet")  # where Debian's wordnet-base installs the database
+DEBIAN_LEXNAMES_MAN = Path("/usr/share/man/man5/lexnames.5WN.gz")
+_PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+_SYNTACTIC_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+# The 45 lexicographer files of WordNet 3.0 in file-number order (lexnames(5WN)); used only when the
+# manual page was not installed (slim images drop /usr/share/man).
+_LEXNAMES_FALLBACK = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+MARKER = "esc-harness-source.json"
+
+
+def lexnames_from_man(man_page: Path) -> list[str]:
+    """Lexicographer file names in number order, read from the table of the lexnames(5WN) page."""
+    rows, in_table = [], False
+    for line in gzip.open(man_page, "rt", encoding="utf-8", errors="replace"):
+        line = line.rstrip("\n")
+        if line == "_":
+            in_table = True
+        elif line.startswith(".TE"):
+            in_table = False
+        elif in_table and "\t" in line:
+            number, name = line.split("\t")[:2]
+            rows.append((int(number), name.strip()))
+    return [name for _, name in sorted(rows)]
+
+
+def lexnames_text(names: list[str]) -> str:
+    return "".join(f"{i:02d}\t{name}\t{_SYNTACTIC_CATEGORY[name.split('.')[0]]}\n" for i, name in enumerate(names))
+
+
+def install(wordnet_src: Path = DEBIAN_WORDNET, man_page: Path = DEBIAN_LEXNAMES_MAN, target: Path | None = None) -> Path:
+    target = target or paths.nltk_data_dir()
+    if not (wordnet_src / "data.noun").is_file():
+        raise HarnessError(
+            f"{wordnet_src}: no WordNet database; install Debian's packages first "
+            "(`apt-get install wordnet-base wordnet-sense-index`) or pass --wordnet-dir."
+        )
+    wordnet = target / "corpora" / "wordnet"
+    if wordnet.exists():
+        shutil.rmtree(wordnet)
+    wordnet.mkdir(parents=True)
+    for f in sorted(wordnet_src.iterdir()):
+        if f.is_file():
+            shutil.copyfile(f, wordnet / f.name)  # copies: NLTK's reader does not follow every link layout
+    names = lexnames_from_man(man_page) if man_page.is_file() else list(_LEXNAMES_FALLBACK)
+    if len(names) != 45:
+        raise HarnessError(f"{man_page}: expected 45 lexicographer files, read {len(names)}.")
+    (wordnet / "lexnames").write_text(lexnames_text(names), encoding="utf-8")
+    punkt = target / "tokenizers" / "punkt_tab" / "english"
+    punkt.mkdir(parents=True, exist_ok=True)
+    for name in _PUNKT_FILES:
+        (punkt / name).write_text("", encoding="utf-8")  # untrained Punkt: no abbreviation list
+    (target / MARKER).write_text(
+        json.dumps({"wordnet": f"WordNet 3.0 from {wordnet_src} (Debian wordnet-base)", "lexnames": "manual page" if man_page.is_file() else "built-in table", "punkt": "untrained punkt_tab/english"}),
+        encoding="utf-8",
+    )
+    return target
+
+
+def activate() -> None:
+    """Make the harness's NLTK folder visible to NLTK (after any folder the user configured)."""
+    import nltk
+
+    folder = str(paths.nltk_data_dir())
+    if folder not in nltk.data.path:
+        nltk.data.path.append(folder)
+
+
+def describe() -> dict[str, str]:
+    """What NLTK data is in use: recorded with METEOR and token-based metrics."""
+    import nltk
+
+    activate()
+    info = {"nltk": nltk.__version__}
+    for resource in ("corpora/wordnet", "tokenizers/punkt_tab/english"):
+        try:
+            location = Path(str(nltk.data.find(resource)))
+        except LookupError:
+            info[resource] = "missing"
+            continue
+        marker = location.parents[1] / MARKER if resource.startswith("corpora") else location.parents[2] / MARKER
+        origin = json.loads(marker.read_text()) if marker.is_file() else {}
+        info[resource] = origin.get("wordnet" if resource.startswith("corpora") else "punkt", "user-provided NLTK data")
+    return info
+
+
+def require(resource: str) -> None:
+    import nltk
+
+    activate()
+    try:
+        nltk.data.find(resource)
+    except LookupError:
+        raise HarnessError(
+            f"NLTK resource '{resource}' not found; run `harness setup nltk` (needs Debian's wordnet-base and "
+            "wordnet-sense-index) or set NLTK_DATA to a folder that has it."
+        ) from None

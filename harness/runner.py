@@ -1,0 +1,226 @@
+"""Running a task with a model: a new run or the resumption of an interrupted one."""
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from . import datafiles, paths, registry, scoring, store
+from .cache import CachedModel, ResponseCache
+from .contract import ChatModel, ModelContext, RunHeader, Sample, SampleRecord, Summary, Task
+from .errors import HarnessError
+
+_SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
+REDACTED = "<redacted>"
+_RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai")
+
+
+@dataclass
+class RunConfig:
+    task: str
+    model: str
+    split: str = "test"
+    task_args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    limit: int | None = None
+    metrics: list[str] | None = None  # None: the task's defaults
+    output_dir: Path = Path("results/runs")
+    data_dir: Path | None = None
+    cache_path: Path | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: Summary
+    model_calls: int
+    cache_hits: int
+    resumed_samples: int
+
+
+def redact(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if _SECRET.search(k) else v) for k, v in args.items()}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _RECORDED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def load_task(name: str, task_args: dict[str, Any]) -> Task:
+    return registry.tasks.get(name)(**task_args)
+
+
+def load_samples(task: Task, split: str, data_dir: Path | None, limit: int | None) -> tuple[list[Sample], Path, dict[str, str]]:
+    if split not in task.splits:
+        raise HarnessError(f"task {task.name} has no split '{split}'; choose one of {', '.join(task.splits)}.")
+    folder, hashes = datafiles.resolve(task.dataset, task.name, paths.data_root(data_dir))
+    samples = task.load(split, folder)
+    if limit is not None:
+        if limit < 1:
+            raise HarnessError(f"--limit must be a positive number of samples, got {limit}.")
+        samples = samples[:limit]
+    return samples, folder, hashes
+
+
+def _new_run_dir(output_dir: Path, config: RunConfig) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{config.task}-{config.model}-{config.split}")
+    run_dir = output_dir / f"{stamp}-{slug}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _config_from_header(header: RunHeader, override: RunConfig | None) -> RunConfig:
+    """The recorded configuration; secrets must come again from the command line or the environment."""
+    config = RunConfig(task=header.task, model=header.model, split=header.split, task_args=dict(header.task_args),
+                       model_args=dict(header.model_args), seed=header.seed, limit=header.limit, metrics=list(header.metrics))
+    if override is not None:
+        for name in ("task", "model", "split"):
+            given = getattr(override, name)
+            if given and given != getattr(config, name):
+                raise HarnessError(f"--resume: the run was made with {name} '{getattr(config, name)}', not '{given}'; drop --{name} or start a new run.")
+        config.model_args.update({k: v for k, v in override.model_args.items() if config.model_args.get(k) == REDACTED})
+        config.data_dir, config.cache_path, config.use_cache = override.data_dir, override.cache_path, override.use_cache
+    missing = [k for k, v in config.model_args.items() if v == REDACTED]
+    if missing:
+        raise HarnessError(f"--resume: pass the secret model argument(s) {', '.join(missing)} again with --model-args (they are never stored).")
+    return config
+
+
+def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
+    if resume is not None:
+        header = store.read_header(resume)
+        config = _config_from_header(header, config)
+        run_dir = resume
+    task = load_task(config.task, config.task_args)
+    metric_names = list(config.metrics or task.default_metrics)
+    metrics = scoring.load_metrics(metric_names)  # fails early if e.g. WordNet is missing
+    samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
+
+    if resume is None:
+        run_dir = _new_run_dir(Path(config.output_dir), config)
+    elif header.data != hashes:
+        raise HarnessError(f"--resume: the dataset files changed since {run_dir} was started; resume with the same data or start a new run.")
+
+    with store.locked(run_dir):
+        done = {r.id: r for r in store.read_records(run_dir, repair=True)}
+        ids = {s.id for s in samples}
+        stray = [i for i in done if i not in ids]
+        if stray:
+            raise HarnessError(f"{run_dir}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
+        todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
+
+        model = _open_model(config, task, data_folder)
+        try:
+            if resume is None:
+                header = RunHeader(
+                    run_id=run_dir.name, task=config.task, task_args=config.task_args, model=config.model,
+                    model_args=redact(config.model_args), model_identity=model.cache_identity(), split=config.split,
+                    seed=config.seed, limit=config.limit, metrics=metric_names, data=hashes, git_revision=git_revision(),
+                    packages=package_versions(), started_at=now(), n_samples=len(samples),
+                )
+                store.write_json(run_dir / store.HEADER, header)
+            _generate(task, model, metrics, todo, run_dir, config.seed, progress)
+        finally:
+            model.close()
+            if model.cache is not None:
+                model.cache.close()
+
+        records = store.read_records(run_dir)
+        if len(records) != len(samples):
+            raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
+        summary = scoring.summarize(metrics, records)
+        store.write_json(run_dir / store.SUMMARY, summary)
+        store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
+    return RunResult(run_dir, summary, model.calls, model.hits, len(done))
+
+
+def _open_model(config: RunConfig, task: Task, data_folder: Path) -> CachedModel:
+    adapter = registry.models.get(config.model)
+    context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=config.seed)
+    try:
+        inner: ChatModel = adapter(context, **config.model_args)
+    except TypeError as exc:
+        raise HarnessError(f"model '{config.model}': bad --model-args ({exc}).") from None
+    cache = ResponseCache(paths.cache_path(config.cache_path)) if config.use_cache else None
+    return CachedModel(inner, cache)
+
+
+def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> None:
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    show = sys.stderr.isatty() if progress is None else progress
+    writer = store.SampleWriter(run_dir)
+    try:
+        with tqdm(total=len(todo), desc=f"{task.name} x {model.name}", unit="sample", disable=not show) as bar:
+            for start in range(0, len(todo), model.batch_size):
+                batch = todo[start : start + model.batch_size]
+                requests = []
+                for _, sample in batch:
+                    request = task.build_request(sample)
+                    if request.generation.seed is None:
+                        request = request.model_copy(update={"generation": request.generation.model_copy(update={"seed": seed})})
+                    requests.append(request)
+                outputs = model.generate(requests)
+                records = [
+                    SampleRecord(index=i, id=s.id, history=list(s.history), reference=s.reference, labels=s.labels,
+                                 output=o.text, response=task.parse_response(o.text))
+                    for (i, s), o in zip(batch, outputs)
+                ]
+                scores = scoring.per_sample_scores(metrics, scoring.pairs_of(records))
+                writer.write([r.model_copy(update={"scores": sc}) for r, sc in zip(records, scores)])
+                bar.update(len(batch))
+    finally:
+        writer.close()
+
+
+def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
+    """Recompute responses and metrics of a finished run from its stored outputs; no model is called."""
+    header = store.read_header(run_dir)
+    task = load_task(header.task, header.task_args)
+    names = metric_names or header.metrics
+    metrics = scoring.load_metrics(names)
+    with store.locked(run_dir):
+        records = store.read_records(run_dir)
+        if len(records) != header.n_samples:
+            raise HarnessError(f"{run_dir}: {len(records)} of {header.n_samples} samples are done; finish it with `harness run --resume {run_dir}` first.")
+        reparsed = [r.model_copy(update={"response": task.parse_response(r.output)}) for r in records]
+        rescored, summary = scoring.rescore(metrics, reparsed)
+        store.rewrite_records(run_dir, rescored)
+        store.write_json(run_dir / store.SUMMARY, summary)
+        if names != header.metrics:
+            store.write_json(run_dir / store.HEADER, header.model_copy(update={"metrics": list(names)}))
+    return summary

@@ -1,0 +1,59 @@
+"""Scoring responses: per sample as they finish (metrics that average), per corpus at the end."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .contract import Metric, SampleRecord, ScoredPair, Summary
+from .errors import HarnessError
+from .metrics.lexical import tokenize
+from . import registry
+
+
+def load_metrics(names: Sequence[str]) -> list[Metric]:
+    metrics = [registry.metrics.get(n) for n in names]
+    for metric in metrics:
+        metric.check()
+    return metrics
+
+
+def pairs_of(records: Sequence[SampleRecord]) -> list[ScoredPair]:
+    return [ScoredPair(r.response, r.reference, tokenize(r.response), tokenize(r.reference)) for r in records]
+
+
+def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) -> list[dict[str, float]]:
+    scores: list[dict[str, float]] = [{} for _ in pairs]
+    for metric in metrics:
+        if metric.per_sample:
+            values = metric.compute(pairs).per_sample
+            if values is None or len(values) != len(pairs):
+                raise HarnessError(f"metric {metric.name} declares per-sample scores but returned {0 if values is None else len(values)} for {len(pairs)} samples.")
+            for row, value in zip(scores, values):
+                row[metric.name] = value
+    return scores
+
+
+def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None) -> Summary:
+    """Per-sample metrics: the mean of the stored scores. Corpus metrics: computed over all records."""
+    ordered = sorted(records, key=lambda r: r.index)
+    values: dict[str, float] = {}
+    corpus_metrics = [m for m in metrics if not m.per_sample]
+    if corpus_metrics and pairs is None:
+        pairs = pairs_of(ordered)
+    for metric in metrics:
+        if metric.per_sample:
+            column = [r.scores[metric.name] for r in ordered if metric.name in r.scores]
+            if len(column) != len(ordered):
+                raise HarnessError(f"{len(ordered) - len(column)} samples have no '{metric.name}' score; run `harness score RUN_DIR` to recompute.")
+            values[metric.name] = sum(column) / len(column) if column else 0.0
+        else:
+            values[metric.name] = metric.compute(pairs).corpus
+    return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics})
+
+
+def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord]) -> tuple[list[SampleRecord], Summary]:
+    """Everything recomputed from the stored responses; no model is called."""
+    ordered = sorted(records, key=lambda r: r.index)
+    pairs = pairs_of(ordered)
+    rows = per_sample_scores(metrics, pairs)
+    rescored = [r.model_copy(update={"scores": s}) for r, s in zip(ordered, rows)]
+    return rescored, summarize(metrics, rescored, pairs)

@@ -1,0 +1,1 @@
+"""Simulated seekers and judges used by multi-turn tasks (ESC-Eval, SAGE)."""

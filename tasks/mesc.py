@@ -1,0 +1,188 @@
+"""MESC (Chu et al. 2024): therapist responses in counselling sessions from *In Treatment*.
+
+Instances are built as the FIRES paper builds them: consecutive utterances of one speaker are merged
+into a turn, and every therapist turn with a non-empty history is a target, its preceding turns the
+history (train 3,721 / val 445 / test 454). MESC.csv holds the clean text and the labels; val.json and
+test.json only say which dialogues form those splits (their text carries generated "emotion clues", so
+it is never used); the remaining dialogues are the train split.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from harness.contract import ChatRequest, DataFile, Dataset, Message, Sample, Task, Turn
+from harness.errors import DataError
+
+_REPO = "https://raw.githubusercontent.com/chuyq/MESC"
+_DATA_COMMIT = "3fe3e7587577012bedc88de94a1e6d0ca38ae511"
+_DEFS_COMMIT = "27ae04bd8fe4c5df0609944678c417d4e8b3e070"
+
+DATASET = Dataset(
+    folder="mesc",
+    source="github.com/chuyq/MESC; cite Chu et al. 2024",
+    files=(
+        DataFile("MESC.csv", f"{_REPO}/{_DATA_COMMIT}/MESC.csv", "0d93e6a7df679f9fd46306a20a162b3040e9d9f63cab3ae8e10e0cc4d074fb57"),
+        DataFile("val.json", f"{_REPO}/{_DATA_COMMIT}/val.json", "559221b5ba040f62cc3227f9e2f8fa4a989a821872a003005e28b12ea74e5fc7"),
+        DataFile("test.json", f"{_REPO}/{_DATA_COMMIT}/test.json", "13795d167c68337303ac3ec9b87be325aa2f3845aaf2af6e2ee33afc82035181"),
+        DataFile(
+            "strategy_definitions.txt",
+            f"{_REPO}/{_DEFS_COMMIT}/Definitions%20of%20Strategies",
+            "86bd379f4c1ab8fe9d1e67466a530e8c0b4c12612fc3bedbec516c349c77b276",
+        ),
+    ),
+)
+
+CLIENT, THERAPIST = "Client", "Therapist"
+_COLUMNS = ("Utterance", "Speaker", "Emotion", "Strategy", "Dialogue_ID", "Utterance_ID", "Season", "Episode", "StartTime", "EndTime")
+_JSON_SPEAKER = {"user": CLIENT, "sys": THERAPIST}
+_CLIENT_STRATEGY = "undefined"
+
+SYSTEM_PROMPT = (
+    "You are a therapist in a counselling session. Read the conversation so far and give the "
+    "therapist's next turn: one short, natural reply that supports the client emotionally."
+)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    speaker: str
+    emotion: str
+    strategy: str | None  # None on client rows
+    line: int  # line in MESC.csv, for error messages
+
+
+def _canonical_strategy(raw: str) -> str:
+    # MESC.csv spells "Open question" in lower case on a few rows.
+    return "Open question" if raw.lower() == "open question" else raw
+
+
+def read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
+    """MESC.csv as {Dialogue_ID: utterances in order}; a malformed row is reported with its line."""
+    dialogues: dict[int, list[Utterance]] = {}
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise DataError(f"{csv_path}:1: missing column(s) {', '.join(missing)}; expected {', '.join(_COLUMNS)}. Re-fetch with `harness data fetch mesc --force`.")
+        line = reader.line_num
+        for row in reader:
+            where = f"{csv_path}:{line + 1}"
+            line = reader.line_num
+            if None in row or any(row[c] is None for c in _COLUMNS):
+                raise DataError(f"{where}: wrong number of cells; the row must have the {len(_COLUMNS)} columns {', '.join(_COLUMNS)}.")
+            speaker = row["Speaker"].strip()
+            if speaker not in (CLIENT, THERAPIST):
+                raise DataError(f"{where}: Speaker is '{speaker}', expected Client or Therapist.")
+            try:
+                dialogue_id, utterance_id = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
+            except ValueError:
+                raise DataError(f"{where}: Dialogue_ID/Utterance_ID must be integers, got '{row['Dialogue_ID']}'/'{row['Utterance_ID']}'.") from None
+            turns = dialogues.setdefault(dialogue_id, [])
+            if utterance_id != len(turns):
+                raise DataError(f"{where}: Utterance_ID {utterance_id} out of order in dialogue {dialogue_id} (expected {len(turns)}).")
+            strategy = _canonical_strategy(row["Strategy"].strip()) if speaker == THERAPIST else None
+            turns.append(Utterance(row["Utterance"].strip(), speaker, row["Emotion"].strip(), strategy, line))
+    if not dialogues:
+        raise DataError(f"{csv_path}: no rows; re-fetch with `harness data fetch mesc --force`.")
+    return dialogues
+
+
+def split_assignment(dialogues: dict[int, list[Utterance]], folder: Path) -> dict[int, str]:
+    """{Dialogue_ID: split}: val.json/test.json dialogues are found in MESC.csv by their speaker and
+    label sequence (unique for all of them); every other dialogue is train."""
+    by_signature: dict[tuple, list[int]] = {}
+    for did, utts in dialogues.items():
+        sig = tuple((u.speaker, u.emotion, u.strategy) for u in utts)
+        by_signature.setdefault(sig, []).append(did)
+    assignment = {did: "train" for did in dialogues}
+    for split in ("val", "test"):
+        path = folder / f"{split}.json"
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); re-fetch with `harness data fetch mesc --force`.") from None
+        if not isinstance(items, list):
+            raise DataError(f"{path}: expected a JSON list of dialogues.")
+        for k, item in enumerate(items):
+            try:
+                sig = tuple(
+                    (_JSON_SPEAKER[u["speaker"]], u["emotion"], _canonical_strategy(u["strategy"]) if u["speaker"] == "sys" else None)
+                    for u in item["dialog"]
+                )
+            except (KeyError, TypeError):
+                raise DataError(f"{path}: dialogue #{k} lacks dialog[].speaker (user|sys) / emotion / strategy.") from None
+            matches = by_signature.get(sig, [])
+            if len(matches) != 1:
+                raise DataError(f"{path}: dialogue #{k} matches {len(matches)} MESC.csv dialogues (expected exactly 1); the files are from different MESC versions.")
+            assignment[matches[0]] = split
+    return assignment
+
+
+def merge_turns(utts: list[Utterance]) -> list[list[Utterance]]:
+    """Consecutive utterances of one speaker become one turn."""
+    turns: list[list[Utterance]] = []
+    for u in utts:
+        if turns and turns[-1][0].speaker == u.speaker:
+            turns[-1].append(u)
+        else:
+            turns.append([u])
+    return turns
+
+
+def build_instances(dialogue_id: int, utts: list[Utterance], split: str) -> list[Sample]:
+    turns = merge_turns(utts)
+    merged = [Turn(speaker=t[0].speaker, text=" ".join(u.text for u in t)) for t in turns]
+    samples = []
+    for i, turn in enumerate(turns):
+        if turn[0].speaker != THERAPIST or i == 0:  # a therapist turn that opens a dialogue has no history
+            continue
+        samples.append(
+            Sample(
+                id=f"mesc/{split}/d{dialogue_id:04d}/t{i:02d}",
+                history=tuple(merged[:i]),
+                reference=merged[i].text,
+                labels={
+                    "dialogue_id": dialogue_id,
+                    "emotion": [u.emotion for u in turn],
+                    "strategy": [u.strategy for u in turn],
+                    "client_emotion": [u.emotion for u in turns[i - 1]],
+                },
+            )
+        )
+    return samples
+
+
+@lru_cache(maxsize=4)
+def _all_samples(folder: Path, _stamp: tuple) -> dict[str, list[Sample]]:  # _stamp: files' mtimes, so edits invalidate
+    dialogues = read_dialogues(folder / "MESC.csv")
+    assignment = split_assignment(dialogues, folder)
+    by_split: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    for did in sorted(dialogues):
+        split = assignment[did]
+        by_split[split].extend(build_instances(did, dialogues[did], split))
+    return by_split
+
+
+class MescTask(Task):
+    """MESC therapist-response generation (FIRES instances: 3721/445/454)."""
+
+    name = "mesc"
+    dataset = DATASET
+    splits = ("train", "val", "test")
+    default_metrics = ("bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain")
+
+    def load(self, split: str, data_dir: Path) -> list[Sample]:
+        folder = Path(data_dir)
+        stamp = tuple(f.stat().st_mtime_ns for f in sorted(folder.glob("*")) if f.is_file())
+        return list(_all_samples(folder, stamp)[split])
+
+    def build_request(self, sample: Sample) -> ChatRequest:
+        role = {CLIENT: "user", THERAPIST: "assistant"}
+        messages = [Message(role="system", content=SYSTEM_PROMPT)]
+        messages += [Message(role=role[t.speaker], content=t.text) for t in sample.history]
+        return ChatRequest(messages=tuple(messages))
