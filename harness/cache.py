@@ -86,25 +86,28 @@ class CachedModel(ChatModel):
             return self.inner.generate(requests)
         identity = self.inner.cache_identity()
         keys = [[cache_key(self.name, identity, r, i) for i in range(r.generation.n)] for r in requests]
-        outputs: list[ModelOutput | None] = []
-        for request_keys in keys:
-            found = [self.cache.get(k) for k in request_keys]
-            if all(f is not None for f in found):
-                outputs.append(ModelOutput(choices=[f["text"] for f in found], usage=found[0].get("usage", {})))
-                self.hits += 1
-            else:
-                outputs.append(None)
-        missing = [i for i, o in enumerate(outputs) if o is None]
+        found = [[self.cache.get(k) for k in request_keys] for request_keys in keys]
+        # a request with some of its n choices missing asks the adapter for just those
+        missing = [i for i, hits in enumerate(found) if any(h is None for h in hits)]
+        self.hits += len(requests) - len(missing)
         if missing:
-            fresh = self.inner.generate([requests[i] for i in missing])
+            asks = []
+            for i in missing:
+                lacking = sum(h is None for h in found[i])
+                asks.append(requests[i].model_copy(update={"generation": requests[i].generation.model_copy(update={"n": lacking})}))
+            fresh = self.inner.generate(asks)
             self.calls += len(missing)
             to_store = []
             for i, out in zip(missing, fresh):
-                outputs[i] = out
-                for choice_index, (key, text) in enumerate(zip(keys[i], out.choices)):
-                    to_store.append((key, {"text": text, "usage": out.usage if choice_index == 0 else {}}))
+                choices = iter(out.choices)
+                first = True
+                for index, hit in enumerate(found[i]):
+                    if hit is None:
+                        found[i][index] = {"text": next(choices), "usage": out.usage if first else {}}
+                        first = False
+                        to_store.append((keys[i][index], found[i][index]))
             self.cache.put_many(to_store)
-        return outputs  # type: ignore[return-value]
+        return [ModelOutput(choices=[h["text"] for h in hits], usage=hits[0].get("usage", {})) for hits in found]
 
     def close(self) -> None:
         self.inner.close()

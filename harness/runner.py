@@ -128,41 +128,37 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     metrics = scoring.load_metrics(metric_names)  # fails early if e.g. WordNet is missing
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
 
-    if resume is None:
-        run_dir = _new_run_dir(Path(config.output_dir), config)
-    elif header.data != hashes:
+    if resume is not None and header.data != hashes:
         raise HarnessError(f"--resume: the dataset files changed since {run_dir} was started; resume with the same data or start a new run.")
-
-    with store.locked(run_dir):
-        done = {r.id: r for r in store.read_records(run_dir, repair=True)}
-        ids = {s.id for s in samples}
-        stray = [i for i in done if i not in ids]
-        if stray:
-            raise HarnessError(f"{run_dir}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
-        todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
-
-        model = _open_model(config, task, data_folder)
-        try:
-            if resume is None:
-                header = RunHeader(
-                    run_id=run_dir.name, task=config.task, task_args=config.task_args, model=config.model,
-                    model_args=redact(config.model_args), model_identity=model.cache_identity(), split=config.split,
-                    seed=config.seed, limit=config.limit, metrics=metric_names, data=hashes, git_revision=git_revision(),
-                    packages=package_versions(), started_at=now(), n_samples=len(samples),
-                )
-                store.write_json(run_dir / store.HEADER, header)
+    model = _open_model(config, task, data_folder)  # before any folder is made: bad model args leave nothing behind
+    try:
+        if resume is None:
+            run_dir = _new_run_dir(Path(config.output_dir), config)
+            header = RunHeader(
+                run_id=run_dir.name, task=config.task, task_args=config.task_args, model=config.model,
+                model_args=redact(config.model_args), model_identity=model.cache_identity(), split=config.split,
+                seed=config.seed, limit=config.limit, metrics=metric_names, data=hashes, git_revision=git_revision(),
+                packages=package_versions(), started_at=now(), n_samples=len(samples),
+            )
+            store.write_json(run_dir / store.HEADER, header)
+        with store.locked(run_dir):
+            done = {r.id: r for r in store.read_records(run_dir, repair=True)}
+            ids = {s.id for s in samples}
+            stray = [i for i in done if i not in ids]
+            if stray:
+                raise HarnessError(f"{run_dir}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
+            todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
             _generate(task, model, metrics, todo, run_dir, config.seed, progress)
-        finally:
-            model.close()
-            if model.cache is not None:
-                model.cache.close()
-
-        records = store.read_records(run_dir)
-        if len(records) != len(samples):
-            raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
-        summary = scoring.summarize(metrics, records)
-        store.write_json(run_dir / store.SUMMARY, summary)
-        store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
+            records = store.read_records(run_dir)
+            if len(records) != len(samples):
+                raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
+            summary = scoring.summarize(metrics, records)
+            store.write_json(run_dir / store.SUMMARY, summary)
+            store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
+    finally:
+        model.close()
+        if model.cache is not None:
+            model.cache.close()
     return RunResult(run_dir, summary, model.calls, model.hits, len(done))
 
 

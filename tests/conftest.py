@@ -1,0 +1,24 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Every test gets its own response cache; NLTK data and datasets stay where the machine has them."""
+    monkeypatch.setenv("ESC_HARNESS_CACHE", str(tmp_path / "responses.sqlite"))
+    monkeypatch.delenv("ESC_HARNESS_ALLOW_MODIFIED_DATA", raising=False)
+
+
+# The project's layout keeps the datasets beside the checkout, in ../shared/data.
+_BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = os.environ.get("ESC_HARNESS_DATA") or (str(_BESIDE_CHECKOUT) if _BESIDE_CHECKOUT.is_dir() else "")
+    if not root:
+        pytest.fail("set ESC_HARNESS_DATA to the datasets folder (../shared/data in this project's layout)")
+    os.environ["ESC_HARNESS_DATA"] = root  # for the CLI subprocesses too
+    return Path(root)
