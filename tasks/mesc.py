@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness.contract import ChatRequest, DataFile, Dataset, Message, Sample, Task, Turn
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 
 _REPO = "https://raw.githubusercontent.com/chuyq/MESC"
 _DATA_COMMIT = "3fe3e7587577012bedc88de94a1e6d0ca38ae511"
@@ -65,16 +65,20 @@ def read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
     """MESC.csv as {Dialogue_ID: utterances in order}; a malformed row is reported with its line."""
     dialogues: dict[int, list[Utterance]] = {}
     with open(csv_path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        missing = [c for c in _COLUMNS if c not in header]
         if missing:
             raise DataError(f"{csv_path}:1: missing column(s) {', '.join(missing)}; expected {', '.join(_COLUMNS)}. Re-fetch with `harness data fetch mesc --force`.")
-        line = reader.line_num
-        for row in reader:
-            where = f"{csv_path}:{line + 1}"
-            line = reader.line_num
-            if None in row or any(row[c] is None for c in _COLUMNS):
-                raise DataError(f"{where}: wrong number of cells; the row must have the {len(_COLUMNS)} columns {', '.join(_COLUMNS)}.")
+        end = reader.line_num
+        for cells in reader:
+            start, end = end + 1, reader.line_num  # a quoted cell may span lines: report where the row starts
+            if not cells:  # blank line
+                continue
+            where = f"{csv_path}:{start}"
+            if len(cells) != len(header):
+                raise DataError(f"{where}: {len(cells)} cells, expected {len(header)} ({', '.join(header)}).")
+            row = dict(zip(header, cells))
             speaker = row["Speaker"].strip()
             if speaker not in (CLIENT, THERAPIST):
                 raise DataError(f"{where}: Speaker is '{speaker}', expected Client or Therapist.")
@@ -86,7 +90,7 @@ def read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
             if utterance_id != len(turns):
                 raise DataError(f"{where}: Utterance_ID {utterance_id} out of order in dialogue {dialogue_id} (expected {len(turns)}).")
             strategy = _canonical_strategy(row["Strategy"].strip()) if speaker == THERAPIST else None
-            turns.append(Utterance(row["Utterance"].strip(), speaker, row["Emotion"].strip(), strategy, line))
+            turns.append(Utterance(row["Utterance"].strip(), speaker, row["Emotion"].strip(), strategy, start))
     if not dialogues:
         raise DataError(f"{csv_path}: no rows; re-fetch with `harness data fetch mesc --force`.")
     return dialogues
@@ -177,7 +181,12 @@ class MescTask(Task):
     default_metrics = ("bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain")
 
     def load(self, split: str, data_dir: Path) -> list[Sample]:
+        if split not in self.splits:
+            raise HarnessError(f"task mesc has no split '{split}'; choose one of {', '.join(self.splits)}.")
         folder = Path(data_dir)
+        missing = [f.name for f in DATASET.files if not (folder / f.name).is_file()]
+        if missing:
+            raise DataError(f"{folder / missing[0]}: missing dataset file; get it with `harness data fetch mesc`.")
         stamp = tuple(f.stat().st_mtime_ns for f in sorted(folder.glob("*")) if f.is_file())
         return list(_all_samples(folder, stamp)[split])
 
