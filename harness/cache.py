@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .contract import ChatModel, ChatRequest, ModelOutput
 
@@ -81,33 +81,48 @@ class CachedModel(ChatModel):
         return self.inner.cache_identity()
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
+        outputs: list[ModelOutput | None] = [None] * len(requests)
+        for position, output in self.stream(requests):
+            outputs[position] = output
+        return outputs  # type: ignore[return-value]
+
+    def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
+        """Cached answers first, then the adapter's as they finish, each stored the moment it arrives."""
         if self.cache is None:
-            self.calls += len(requests)
-            return self.inner.generate(requests)
+            for position, output in self.inner.stream(requests):
+                self.calls += 1
+                yield position, output
+            return
         identity = self.inner.cache_identity()
         keys = [[cache_key(self.name, identity, r, i) for i in range(r.generation.n)] for r in requests]
         found = [[self.cache.get(k) for k in request_keys] for request_keys in keys]
-        # a request with some of its n choices missing asks the adapter for just those
         missing = [i for i, hits in enumerate(found) if any(h is None for h in hits)]
-        self.hits += len(requests) - len(missing)
-        if missing:
-            asks = []
-            for i in missing:
-                lacking = sum(h is None for h in found[i])
-                asks.append(requests[i].model_copy(update={"generation": requests[i].generation.model_copy(update={"n": lacking})}))
-            fresh = self.inner.generate(asks)
-            self.calls += len(missing)
+        for i, hits in enumerate(found):
+            if all(h is not None for h in hits):
+                self.hits += 1
+                yield i, _output(hits)
+        if not missing:
+            return
+        # a request with some of its n choices cached asks the adapter for just the others
+        asks = []
+        for i in missing:
+            lacking = sum(h is None for h in found[i])
+            asks.append(requests[i].model_copy(update={"generation": requests[i].generation.model_copy(update={"n": lacking})}))
+        for ask_position, out in self.inner.stream(asks):
+            i = missing[ask_position]
+            self.calls += 1
+            choices = iter(out.choices)
             to_store = []
-            for i, out in zip(missing, fresh):
-                choices = iter(out.choices)
-                first = True
-                for index, hit in enumerate(found[i]):
-                    if hit is None:
-                        found[i][index] = {"text": next(choices), "usage": out.usage if first else {}}
-                        first = False
-                        to_store.append((keys[i][index], found[i][index]))
+            for index, hit in enumerate(found[i]):
+                if hit is None:
+                    found[i][index] = {"text": next(choices), "usage": {} if to_store else out.usage}
+                    to_store.append((keys[i][index], found[i][index]))
             self.cache.put_many(to_store)
-        return [ModelOutput(choices=[h["text"] for h in hits], usage=hits[0].get("usage", {})) for hits in found]
+            yield i, _output(found[i])
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _output(entries: list[dict[str, Any]]) -> ModelOutput:
+    return ModelOutput(choices=[e["text"] for e in entries], usage=next((e["usage"] for e in entries if e.get("usage")), {}))

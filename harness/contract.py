@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,6 +98,13 @@ class ChatModel(ABC):
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
         """One output per request, in order."""
 
+    def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
+        """(position, output) pairs as they finish, in any order. Concurrent adapters override this so
+        the runner saves each answer at once; the default answers `batch_size` requests at a time."""
+        for start in range(0, len(requests), self.batch_size):
+            for offset, output in enumerate(self.generate(requests[start : start + self.batch_size])):
+                yield start + offset, output
+
     def close(self) -> None:  # release servers, GPUs, files
         pass
 
@@ -134,9 +141,17 @@ class Task(ABC):
     @abstractmethod
     def build_request(self, sample: Sample) -> ChatRequest: ...
 
-    def parse_response(self, output: str) -> str:
-        """The response to score, from the raw model output."""
-        return output.strip()
+    def parse_response(self, output: str) -> "ParsedOutput":
+        """The response to score, from the raw model output. Never raises: a malformed output is a
+        scored sample with `format_ok=False`."""
+        return ParsedOutput(response=output.strip())
+
+
+class ParsedOutput(BaseModel):
+    response: str  # what the metrics score
+    format_ok: bool = True  # did the output follow the format the prompt asked for
+    thinking: str | None = None  # reasoning separated from the response, if any
+    details: dict[str, Any] = {}  # task-specific parse facts (e.g. which thinking aspects are covered)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -212,6 +227,10 @@ class SampleRecord(BaseModel):
     labels: dict[str, Any] = {}
     output: str  # raw model text
     response: str  # what was scored
+    format_ok: bool = True
+    thinking: str | None = None
+    parse_details: dict[str, Any] = {}
+    usage: dict[str, int] = {}  # tokens, as the adapter reported them
     scores: dict[str, float] = {}  # per-sample values of the metrics that have them
 
 
@@ -222,6 +241,8 @@ class Summary(BaseModel):
     n: int
     metrics: dict[str, float]
     metric_info: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    format_errors: int = 0  # samples whose output did not follow the requested format (still scored)
+    usage: dict[str, int] = {}  # token usage summed over samples
 
 
 ON_DISK: dict[str, type[BaseModel]] = {

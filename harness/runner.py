@@ -179,28 +179,30 @@ def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sam
     if not todo:
         return
     show = sys.stderr.isatty() if progress is None else progress
+    requests = []
+    for _, sample in todo:
+        request = task.build_request(sample)
+        if request.generation.seed is None:  # the run's seed reaches every sampling adapter
+            request = request.model_copy(update={"generation": request.generation.model_copy(update={"seed": seed})})
+        requests.append(request)
     writer = store.SampleWriter(run_dir)
     try:
         with tqdm(total=len(todo), desc=f"{task.name} x {model.name}", unit="sample", disable=not show) as bar:
-            for start in range(0, len(todo), model.batch_size):
-                batch = todo[start : start + model.batch_size]
-                requests = []
-                for _, sample in batch:
-                    request = task.build_request(sample)
-                    if request.generation.seed is None:
-                        request = request.model_copy(update={"generation": request.generation.model_copy(update={"seed": seed})})
-                    requests.append(request)
-                outputs = model.generate(requests)
-                records = [
-                    SampleRecord(index=i, id=s.id, history=list(s.history), reference=s.reference, labels=s.labels,
-                                 output=o.text, response=task.parse_response(o.text))
-                    for (i, s), o in zip(batch, outputs)
-                ]
-                scores = scoring.per_sample_scores(metrics, scoring.pairs_of(records))
-                writer.write([r.model_copy(update={"scores": sc}) for r, sc in zip(records, scores)])
-                bar.update(len(batch))
+            for position, output in model.stream(requests):
+                index, sample = todo[position]
+                record = to_record(index, sample, output.text, task, output.usage)
+                record.scores = scoring.per_sample_scores(metrics, scoring.pairs_of([record]))[0]
+                writer.write([record])  # saved the moment it is scored: a kill loses nothing finished
+                bar.update(1)
     finally:
         writer.close()
+
+
+def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[str, int] | None = None) -> SampleRecord:
+    parsed = task.parse_response(output)
+    return SampleRecord(index=index, id=sample.id, history=list(sample.history), reference=sample.reference, labels=sample.labels,
+                        output=output, response=parsed.response, format_ok=parsed.format_ok, thinking=parsed.thinking,
+                        parse_details=parsed.details, usage=usage or {})
 
 
 def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
@@ -213,7 +215,11 @@ def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
         records = store.read_records(run_dir)
         if len(records) != header.n_samples:
             raise HarnessError(f"{run_dir}: {len(records)} of {header.n_samples} samples are done; finish it with `harness run --resume {run_dir}` first.")
-        reparsed = [r.model_copy(update={"response": task.parse_response(r.output)}) for r in records]
+        reparsed = []
+        for r in records:
+            parsed = task.parse_response(r.output)
+            reparsed.append(r.model_copy(update={"response": parsed.response, "format_ok": parsed.format_ok,
+                                                 "thinking": parsed.thinking, "parse_details": parsed.details}))
         rescored, summary = scoring.rescore(metrics, reparsed)
         store.rewrite_records(run_dir, rescored)
         store.write_json(run_dir / store.SUMMARY, summary)

@@ -47,7 +47,12 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
             values[metric.name] = sum(column) / len(column) if column else 0.0
         else:
             values[metric.name] = metric.compute(pairs).corpus
-    return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics})
+    usage: dict[str, int] = {}
+    for r in ordered:
+        for k, v in r.usage.items():
+            usage[k] = usage.get(k, 0) + v
+    return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics},
+                   format_errors=sum(not r.format_ok for r in ordered), usage=usage)
 
 
 def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord]) -> tuple[list[SampleRecord], Summary]:
