@@ -133,6 +133,7 @@ class Task(ABC):
     dataset: ClassVar[Dataset]
     splits: ClassVar[tuple[str, ...]]
     default_metrics: ClassVar[tuple[str, ...]]
+    seed: int = 0  # the run's --seed, set by the runner before `load` (e.g. to draw k-shot examples)
 
     @abstractmethod
     def load(self, split: str, data_dir: Path) -> list[Sample]:

@@ -77,8 +77,13 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def load_task(name: str, task_args: dict[str, Any]) -> Task:
-    return registry.tasks.get(name)(**task_args)
+def load_task(name: str, task_args: dict[str, Any], seed: int = 0) -> Task:
+    try:
+        task = registry.tasks.get(name)(**task_args)
+    except TypeError as exc:
+        raise HarnessError(f"task '{name}': bad --task-args ({exc}).") from None
+    task.seed = seed
+    return task
 
 
 def load_samples(task: Task, split: str, data_dir: Path | None, limit: int | None) -> tuple[list[Sample], Path, dict[str, str]]:
@@ -123,7 +128,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
         header = store.read_header(resume)
         config = _config_from_header(header, config)
         run_dir = resume
-    task = load_task(config.task, config.task_args)
+    task = load_task(config.task, config.task_args, config.seed)
     metric_names = list(config.metrics or task.default_metrics)
     metrics = scoring.load_metrics(metric_names)  # fails early if e.g. WordNet is missing
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
@@ -208,7 +213,7 @@ def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[s
 def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
     """Recompute responses and metrics of a finished run from its stored outputs; no model is called."""
     header = store.read_header(run_dir)
-    task = load_task(header.task, header.task_args)
+    task = load_task(header.task, header.task_args, header.seed)
     names = metric_names or header.metrics
     metrics = scoring.load_metrics(names)
     with store.locked(run_dir):
