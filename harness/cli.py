@@ -128,7 +128,11 @@ def list_(kind: str) -> None:
     reg = {"tasks": registry.tasks, "models": registry.models, "metrics": registry.metrics}[kind]
     rows = []
     for name in reg.names():
-        obj = reg.get(name)
+        try:
+            obj = reg.get(name)
+        except Exception as exc:  # a plugin that fails to import must not hide the others
+            rows.append((name, f"(unavailable: {type(exc).__name__}: {exc})"))
+            continue
         doc = getattr(obj, "description", "") or (obj.__doc__ or "").strip().splitlines()[0]
         rows.append((name, doc))
     click.echo(_table(rows))
