@@ -164,6 +164,7 @@ class ScoredPair:
     reference: str
     response_tokens: list[str] = field(default_factory=list)
     reference_tokens: list[str] = field(default_factory=list)
+    context: str = ""  # the seeker's last turn (what EPITOME classifiers read beside the response)
 
 
 @dataclass
