@@ -48,6 +48,14 @@ def parse_kv(text: str | None, option: str = "--model-args") -> dict[str, Any]:
     return parsed
 
 
+def _metric_rows(summary) -> list[tuple[str, str]]:
+    rows = []
+    for name, value in summary.metrics.items():
+        low_high = summary.intervals.get(name)
+        rows.append((name, f"{value:.2f}" + (f"  [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else "")))
+    return rows
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
@@ -72,8 +80,9 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Datasets folder [default: $ESC_HARNESS_DATA, else the per-user cache].")
 @click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file [default: $ESC_HARNESS_CACHE, else the per-user cache].")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Resamples for the metrics' 95% intervals (0: none).")
 @click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted run folder.")
-def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, resume) -> None:
+def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, bootstrap, resume) -> None:
     """Evaluate MODEL on TASK; writes a run folder and prints its metrics."""
     from .runner import RunConfig, run as run_task
 
@@ -82,10 +91,10 @@ def run(task, model, model_args, task_args, split, limit, seed, metrics, output_
     config = RunConfig(
         task=task or "", model=model or "", split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
         model_args=parse_kv(model_args), seed=seed, limit=limit, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
-        output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache,
+        output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache, bootstrap=bootstrap,
     )
     result = run_task(config, resume=resume)
-    rows = [(name, f"{value:.2f}") for name, value in result.summary.metrics.items()]
+    rows = _metric_rows(result.summary)
     click.echo(f"{result.summary.n} samples; model calls {result.model_calls}, cache hits {result.cache_hits}"
                + (f", {result.resumed_samples} samples already done" if resume else ""))
     click.echo(_table(rows))
@@ -95,12 +104,33 @@ def run(task, model, model_args, task_args, split, limit, seed, metrics, output_
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--metrics", help="Comma-separated metric names [default: those of the run].")
-def score(run_dir: Path, metrics: str | None) -> None:
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Resamples for the metrics' 95% intervals (0: none).")
+def score(run_dir: Path, metrics: str | None, bootstrap: int) -> None:
     """Recompute the metrics of a finished run from its stored outputs (no model call)."""
     from .runner import score as score_run
 
-    summary = score_run(run_dir, [m.strip() for m in metrics.split(",")] if metrics else None)
-    click.echo(_table([(k, f"{v:.2f}") for k, v in summary.metrics.items()]))
+    summary = score_run(run_dir, [m.strip() for m in metrics.split(",")] if metrics else None, bootstrap)
+    click.echo(_table(_metric_rows(summary)))
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("run_b", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--metrics", help="Comma-separated metric names [default: those both runs have].")
+@click.option("--resamples", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_a: Path, run_b: Path, metrics: str | None, resamples: int, seed: int, as_json: bool) -> None:
+    """B - A per metric on the samples both runs share: paired 95% interval and paired randomisation p-value."""
+    from .comparison import compare_runs
+
+    result = compare_runs(run_a, run_b, [m.strip() for m in metrics.split(",")] if metrics else None, resamples, seed)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['shared']} shared samples; B - A with paired 95% interval and p-value")
+    click.echo(_table([(r["metric"], f"A {r['a']:.2f}  B {r['b']:.2f}  diff {r['difference']:+.2f}  [{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]  p={r['p_value']:.4f}")
+                       for r in result["metrics"]]))
 
 
 @main.command()

@@ -179,6 +179,9 @@ class Metric(ABC):
     # True when the reported value is the mean of per-sample values: samples are then scored as they
     # finish (the scores land in samples.jsonl) and the summary averages them.
     per_sample: bool = False
+    # True when the value changes with the corpus's size (Dist-n): resampling with duplicates would lower
+    # it, so its interval comes from half-samples drawn without replacement instead.
+    size_dependent: bool = False
 
     def check(self) -> None:
         """Raise HarnessError before a run starts if a resource (e.g. WordNet) is missing."""
@@ -189,6 +192,11 @@ class Metric(ABC):
 
     @abstractmethod
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue: ...
+
+    def weighted(self, pairs: Sequence[ScoredPair], weights: Any) -> Any:
+        """Values on re-weighted corpora (numpy (B, n) copies of each pair -> (B,)), for bootstrap
+        intervals and paired tests; None: the harness recomputes on each resampled corpus instead."""
+        return None
 
 
 # --------------------------------------------------------------------------- run records (on disk)
@@ -243,6 +251,8 @@ class Summary(BaseModel):
     n: int
     metrics: dict[str, float]
     metric_info: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = {}  # percentile bootstrap interval per metric
+    bootstrap: dict[str, Any] = {}  # {"resamples": ..., "seed": ..., "confidence": ...}
     format_errors: int = 0  # samples whose output did not follow the requested format (still scored)
     usage: dict[str, int] = {}  # token usage summed over samples
 

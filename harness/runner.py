@@ -36,6 +36,7 @@ class RunConfig:
     data_dir: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
+    bootstrap: int = 1000  # resamples for the metrics' confidence intervals (0: none)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _config_from_header(header: RunHeader, override: RunConfig | None) -> RunCon
             if given and given != getattr(config, name):
                 raise HarnessError(f"--resume: the run was made with {name} '{getattr(config, name)}', not '{given}'; drop --{name} or start a new run.")
         config.model_args.update({k: v for k, v in override.model_args.items() if config.model_args.get(k) == REDACTED})
-        config.data_dir, config.cache_path, config.use_cache = override.data_dir, override.cache_path, override.use_cache
+        config.data_dir, config.cache_path, config.use_cache, config.bootstrap = override.data_dir, override.cache_path, override.use_cache, override.bootstrap
     missing = [k for k, v in config.model_args.items() if v == REDACTED]
     if missing:
         raise HarnessError(f"--resume: pass the secret model argument(s) {', '.join(missing)} again with --model-args (they are never stored).")
@@ -157,7 +158,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             records = store.read_records(run_dir)
             if len(records) != len(samples):
                 raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
-            summary = scoring.summarize(metrics, records)
+            summary = scoring.summarize(metrics, records, resamples=config.bootstrap, seed=config.seed)
             store.write_json(run_dir / store.SUMMARY, summary)
             store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
     finally:
@@ -210,7 +211,7 @@ def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[s
                         parse_details=parsed.details, usage=usage or {})
 
 
-def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
+def score(run_dir: Path, metric_names: list[str] | None = None, bootstrap: int = 1000) -> Summary:
     """Recompute responses and metrics of a finished run from its stored outputs; no model is called."""
     header = store.read_header(run_dir)
     task = load_task(header.task, header.task_args, header.seed)
@@ -225,7 +226,7 @@ def score(run_dir: Path, metric_names: list[str] | None = None) -> Summary:
             parsed = task.parse_response(r.output)
             reparsed.append(r.model_copy(update={"response": parsed.response, "format_ok": parsed.format_ok,
                                                  "thinking": parsed.thinking, "parse_details": parsed.details}))
-        rescored, summary = scoring.rescore(metrics, reparsed)
+        rescored, summary = scoring.rescore(metrics, reparsed, resamples=bootstrap, seed=header.seed)
         store.rewrite_records(run_dir, rescored)
         store.write_json(run_dir / store.SUMMARY, summary)
         if names != header.metrics:

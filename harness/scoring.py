@@ -6,7 +6,7 @@ from typing import Sequence
 from .contract import Metric, SampleRecord, ScoredPair, Summary
 from .errors import HarnessError
 from .metrics.lexical import tokenize
-from . import registry
+from . import registry, uncertainty
 
 
 def load_metrics(names: Sequence[str]) -> list[Metric]:
@@ -32,12 +32,14 @@ def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) ->
     return scores
 
 
-def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None) -> Summary:
-    """Per-sample metrics: the mean of the stored scores. Corpus metrics: computed over all records."""
+def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None,
+              resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> Summary:
+    """Per-sample metrics: the mean of the stored scores. Corpus metrics: computed over all records.
+    Every metric gets a percentile bootstrap interval (resampling samples) unless resamples is 0."""
     ordered = sorted(records, key=lambda r: r.index)
     values: dict[str, float] = {}
     corpus_metrics = [m for m in metrics if not m.per_sample]
-    if corpus_metrics and pairs is None:
+    if (corpus_metrics or resamples > 0) and pairs is None:
         pairs = pairs_of(ordered)
     for metric in metrics:
         if metric.per_sample:
@@ -51,14 +53,18 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
     for r in ordered:
         for k, v in r.usage.items():
             usage[k] = usage.get(k, 0) + v
+    per_sample = {m.name: [r.scores[m.name] for r in ordered] for m in metrics if m.per_sample}
+    bounds = uncertainty.intervals(metrics, pairs or [], per_sample, resamples, seed) if resamples > 0 else {}
     return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics},
+                   intervals=bounds, bootstrap={"resamples": resamples, "seed": seed, "confidence": uncertainty.CONFIDENCE,
+                              "method": {m.name: uncertainty.interval_method(m) for m in metrics}} if bounds else {},
                    format_errors=sum(not r.format_ok for r in ordered), usage=usage)
 
 
-def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord]) -> tuple[list[SampleRecord], Summary]:
+def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord], resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> tuple[list[SampleRecord], Summary]:
     """Everything recomputed from the stored responses; no model is called."""
     ordered = sorted(records, key=lambda r: r.index)
     pairs = pairs_of(ordered)
     rows = per_sample_scores(metrics, pairs)
     rescored = [r.model_copy(update={"scores": s}) for r, s in zip(ordered, rows)]
-    return rescored, summarize(metrics, rescored, pairs)
+    return rescored, summarize(metrics, rescored, pairs, resamples, seed)

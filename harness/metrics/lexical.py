@@ -57,6 +57,36 @@ class Bleu(_TokenMetric):
             value = 0.0
         return MetricValue(corpus=100 * value)
 
+    def weighted(self, pairs: Sequence[ScoredPair], weights):
+        """corpus_bleu's arithmetic on summed per-pair statistics (exactly NLTK's, re-weighted)."""
+        import math
+
+        import numpy as np
+        from nltk.translate.bleu_score import modified_precision
+
+        stats = np.zeros((len(pairs), 10))  # numerators 1-4, denominators 1-4, hyp length, ref length
+        for row, p in enumerate(pairs):
+            for order in range(1, 5):
+                fraction = modified_precision([p.reference_tokens], p.response_tokens, order)
+                stats[row, order - 1], stats[row, order + 3] = fraction.numerator, fraction.denominator
+            stats[row, 8], stats[row, 9] = len(p.response_tokens), len(p.reference_tokens)
+        sums = np.asarray(weights) @ stats
+        weights_n = [1.0 / self.n] * self.n + [0.0] * (4 - self.n)
+        out = np.zeros(len(sums))
+        for b, (num1, num2, num3, num4, den1, den2, den3, den4, hyp_len, ref_len) in enumerate(sums):
+            if num1 == 0:
+                continue  # NLTK returns 0 without unigram matches
+            precisions, k = [], 1
+            for num, den in ((num1, den1), (num2, den2), (num3, den3), (num4, den4)):
+                if num == 0:  # smoothing method3: 1 / (2^k * denominator)
+                    precisions.append(1 / (2**k * den))
+                    k += 1
+                else:
+                    precisions.append(num / den)
+            penalty = 1.0 if hyp_len > ref_len else (0.0 if hyp_len == 0 else math.exp(1 - ref_len / hyp_len))
+            out[b] = 100 * penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights_n, precisions)))
+        return out
+
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest common subsequence (O(len(a) * len(b)) time, O(len(b)) memory)."""
@@ -128,6 +158,8 @@ def distinct(token_lists: Sequence[Sequence[str]], n: int, reference_variant: bo
 
 
 class Distinct(_TokenMetric):
+    size_dependent = True  # more text repeats more n-grams
+
     def __init__(self, n: int, reference_variant: bool):
         self.n = n
         self.reference_variant = reference_variant
@@ -140,6 +172,27 @@ class Distinct(_TokenMetric):
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         return MetricValue(corpus=100 * distinct([p.response_tokens for p in pairs], self.n, self.reference_variant))
+
+    def weighted(self, pairs: Sequence[ScoredPair], weights):
+        """unique = n-grams present in some pair of non-zero weight; total = weighted n-gram count."""
+        import numpy as np
+        from scipy.sparse import csr_matrix
+
+        ids: dict[tuple[str, ...], int] = {}
+        rows, cols, totals = [], [], np.zeros(len(pairs))
+        for row, p in enumerate(pairs):
+            tokens = p.response_tokens
+            stop = len(tokens) - self.n if self.reference_variant else len(tokens) - self.n + 1
+            grams = {tuple(tokens[i : i + self.n]) for i in range(max(stop, 0))}
+            totals[row] = max(stop, 0)
+            for gram in grams:
+                rows.append(row)
+                cols.append(ids.setdefault(gram, len(ids)))
+        presence = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(pairs), max(len(ids), 1)))
+        weights = np.asarray(weights, dtype=float)
+        unique = (presence.T @ weights.T > 0).sum(axis=0)  # (B,)
+        total = weights @ totals
+        return 100 * np.divide(np.asarray(unique, dtype=float).ravel(), total, out=np.zeros(len(weights)), where=total > 0)
 
 
 class UnigramF1(_TokenMetric):

@@ -1,0 +1,133 @@
+"""Bootstrap confidence intervals and paired comparisons of two runs.
+
+Both rest on one operation: a metric's value on re-weighted corpora, `weights[b, i]` = how many copies
+of pair i corpus b holds. Metrics that average per-sample scores are weighted means; corpus metrics
+(BLEU, Dist-n) implement `Metric.weighted` from per-pair sufficient statistics; any other metric falls
+back to recomputing on the explicitly resampled corpus (correct, slower).
+
+- Interval: percentile bootstrap over samples (seeded; 1000 resamples by default). Metrics whose value
+  depends on the corpus's size (Dist-n: a resample's duplicated responses repeat their n-grams and pull it
+  down, so a percentile interval would not even contain the estimate) get a normal interval from the
+  delete-half jackknife instead (Shao & Wu 1989): random half-samples without replacement, whose
+  variance equals that of the full-size statistic for a mean (finite-population correction 1/2).
+- Comparison: paired interval of B - A on the shared samples (the same draws for both runs) and a
+  two-sided paired approximate-randomisation test (each sample's two responses swapped at random; the
+  corpora keep their size, so it is valid for Dist-n too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+
+from .contract import Metric, ScoredPair
+
+DEFAULT_RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) counts: row b says how often each sample appears in bootstrap corpus b."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(resamples, n))
+    weights = np.zeros((resamples, n))
+    np.add.at(weights, (np.repeat(np.arange(resamples), n), draws.ravel()), 1.0)
+    return weights
+
+
+def half_sample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) 0/1 rows, each selecting n // 2 samples without replacement."""
+    rng = np.random.default_rng(seed)
+    chosen = np.argsort(rng.random((resamples, n)), axis=1)[:, : n // 2]
+    weights = np.zeros((resamples, n))
+    np.put_along_axis(weights, chosen, 1.0, axis=1)
+    return weights
+
+
+def _normal_interval(center: float, replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    spread = z * float(np.std(replicates, ddof=1))
+    return center - spread, center + spread
+
+
+def weighted_values(metric: Metric, pairs: Sequence[ScoredPair], weights: np.ndarray, per_sample: Sequence[float] | None = None) -> np.ndarray:
+    if metric.per_sample:
+        values = np.asarray(per_sample if per_sample is not None else metric.compute(pairs).per_sample, dtype=float)
+        totals = weights.sum(axis=1)
+        return np.divide(weights @ values, totals, out=np.zeros(len(weights)), where=totals > 0)
+    fast = metric.weighted(pairs, weights)
+    if fast is not None:
+        return np.asarray(fast, dtype=float)
+    out = np.empty(len(weights))
+    for b, row in enumerate(weights):  # generic: rebuild each corpus
+        corpus = [p for p, copies in zip(pairs, row) for _ in range(int(copies))]
+        out[b] = metric.compute(corpus).corpus
+    return out
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def intervals(metrics: Sequence[Metric], pairs: Sequence[ScoredPair], per_sample: dict[str, list[float]],
+              resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> dict[str, tuple[float, float]]:
+    if not pairs or resamples <= 0:
+        return {}
+    boot = bootstrap_weights(len(pairs), resamples, seed)
+    half = half_sample_weights(len(pairs), resamples, seed) if any(m.size_dependent for m in metrics) else None
+    out = {}
+    for m in metrics:
+        if m.size_dependent:
+            center = float(weighted_values(m, pairs, np.ones((1, len(pairs))), per_sample.get(m.name))[0])
+            out[m.name] = _normal_interval(center, weighted_values(m, pairs, half, per_sample.get(m.name)), confidence)
+        else:
+            out[m.name] = _percentile_interval(weighted_values(m, pairs, boot, per_sample.get(m.name)), confidence)
+    return out
+
+
+def interval_method(metric: Metric) -> str:
+    return "delete-half jackknife, normal" if metric.size_dependent else "percentile bootstrap"
+
+
+@dataclass
+class Comparison:
+    metric: str
+    a: float
+    b: float
+    difference: float  # b - a
+    interval: tuple[float, float]  # paired bootstrap interval of the difference
+    p_value: float  # two-sided paired approximate randomisation
+
+
+def compare(metrics: Sequence[Metric], pairs_a: Sequence[ScoredPair], pairs_b: Sequence[ScoredPair],
+            resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> list[Comparison]:
+    """Pairs must be aligned: pairs_a[i] and pairs_b[i] answer the same sample."""
+    n = len(pairs_a)
+    assert n == len(pairs_b) and n > 0
+    boot = bootstrap_weights(n, resamples, seed)
+    half = half_sample_weights(n, resamples, seed)
+    rng = np.random.default_rng(seed + 1)
+    swap = rng.integers(0, 2, size=(resamples, n)).astype(float)
+    joined = list(pairs_a) + list(pairs_b)
+    as_a = np.hstack([1 - swap, swap])  # corpus "A" after swapping: A's response unless swapped
+    as_b = np.hstack([swap, 1 - swap])
+    ones = np.ones((1, n))
+    rows = []
+    for metric in metrics:
+        per_a = metric.compute(pairs_a).per_sample if metric.per_sample else None
+        per_b = metric.compute(pairs_b).per_sample if metric.per_sample else None
+        value_a = float(weighted_values(metric, pairs_a, ones, per_a)[0])
+        value_b = float(weighted_values(metric, pairs_b, ones, per_b)[0])
+        draws = half if metric.size_dependent else boot
+        differences = weighted_values(metric, pairs_b, draws, per_b) - weighted_values(metric, pairs_a, draws, per_a)
+        per_joined = None if per_a is None else list(per_a) + list(per_b)
+        permuted = weighted_values(metric, joined, as_b, per_joined) - weighted_values(metric, joined, as_a, per_joined)
+        observed = value_b - value_a
+        p_value = (np.sum(np.abs(permuted) >= abs(observed) - 1e-12) + 1) / (resamples + 1)
+        interval = _normal_interval(observed, differences, confidence) if metric.size_dependent else _percentile_interval(differences, confidence)
+        rows.append(Comparison(metric.name, value_a, value_b, observed, interval, float(p_value)))
+    return rows
