@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,12 +22,33 @@ from .contract import ChatModel, ChatRequest, ModelOutput
 CACHE_FORMAT = 1
 
 
+@lru_cache(maxsize=65536)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_fingerprint(path: str) -> str:
+    """Images are keyed by content, not path: frames re-extracted into the same folder are new inputs."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"missing:{path}"
+    return _file_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
 def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, index: int) -> str:
+    messages = [m.model_dump() for m in request.messages]
+    for message in messages:
+        message["images"] = [image_fingerprint(p) for p in message["images"]]
     payload = {
         "format": CACHE_FORMAT,
         "model": model_name,
         "identity": identity,
-        "messages": [m.model_dump() for m in request.messages],
+        "messages": messages,
         "generation": request.generation.model_dump(exclude={"n"}),
         "index": index,
     }

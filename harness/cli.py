@@ -198,6 +198,23 @@ def fetch(task: str, data_dir: Path | None, force: bool) -> None:
     click.echo(f"{root / t.dataset.folder}: {len(written)} file(s) downloaded, all {len(t.dataset.files)} verified.")
 
 
+@data.command("frames")
+@click.argument("task")
+@click.option("--videos", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder holding your copy of the source videos.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Where the frames go [default: the task's per-user frames folder].")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def frames(task: str, videos: Path, out: Path | None, data_dir: Path | None) -> None:
+    """Extract each sample's video frames from your own copy of a task's videos (resumable)."""
+    from .runner import load_task
+
+    t = load_task(task, {})
+    prepare = getattr(t, "prepare_frames", None)  # the hook of tasks whose samples have video
+    if prepare is None:
+        raise HarnessError(f"task {task} has no video frames (its samples are text only); nothing to extract.")
+    folder, _ = datafiles.resolve(t.dataset, task, paths.data_root(data_dir))
+    click.echo(str(prepare(videos, folder, out)))
+
+
 @main.group()
 def setup() -> None:
     """One-time setup of offline resources."""

@@ -5,6 +5,21 @@ into a turn, and every therapist turn with a non-empty history is a target, its 
 history (train 3,721 / val 445 / test 454). MESC.csv holds the clean text and the labels; val.json and
 test.json only say which dialogues form those splits (their text carries generated "emotion clues", so
 it is never used); the remaining dialogues are the train split.
+
+Task options (`--task-args`):
+- ``prompt=plain|fires|fixed-cot|flexible-cot`` and ``shots=k``: the prompting modes of
+  `tasks/prompting.py` (default ``plain``, 0 shots: the system prompt below and the history as chat turns;
+  demonstrations come from the train split);
+- ``frames_dir=DIR``: where `harness data frames mesc --videos DIR` put the video frames (default
+  `$ESC_HARNESS_FRAMES/mesc`, else the per-user `<harness home>/frames/mesc`; ``frames_dir=off`` never
+  attaches frames). When that folder exists, every sample gets ``labels["frames"]`` = the number of frames
+  attached (0: evaluated from text alone), and the frames go on the last user message of the request, in
+  every prompting mode.
+
+Frames (`prepare_frames`): a sample's frames come from its episode between the start of its first history
+utterance and the start of its target turn (the client's words and the pause before the therapist answers;
+nothing of the answer). Where MESC's times run backwards (7 dialogues), the span ends at the latest end of a
+history utterance instead. Each utterance keeps its Season, Episode, StartTime and EndTime.
 """
 from __future__ import annotations
 
@@ -14,8 +29,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness.contract import ChatRequest, DataFile, Dataset, Message, Sample, Task, Turn
+from harness import paths
+from harness.contract import (
+    ChatRequest,
+    DataFile,
+    Dataset,
+    ParsedOutput,
+    Sample,
+    Task,
+    Turn,
+)
 from harness.errors import DataError, HarnessError
+
+from . import frames as video_frames
+from . import prompting
 
 _REPO = "https://raw.githubusercontent.com/chuyq/MESC"
 _DATA_COMMIT = "3fe3e7587577012bedc88de94a1e6d0ca38ae511"
@@ -54,6 +81,17 @@ class Utterance:
     emotion: str
     strategy: str | None  # None on client rows
     line: int  # line in MESC.csv, for error messages
+    season: int | None = None  # of "In Treatment"
+    episode: int | None = None
+    start: str = ""  # StartTime / EndTime as in MESC.csv: SRT "HH:MM:SS,mmm" from the start of the episode
+    end: str = ""
+
+
+def _int_or_none(raw: str) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:
+        return None
 
 
 def _canonical_strategy(raw: str) -> str:
@@ -90,7 +128,8 @@ def read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
             if utterance_id != len(turns):
                 raise DataError(f"{where}: Utterance_ID {utterance_id} out of order in dialogue {dialogue_id} (expected {len(turns)}).")
             strategy = _canonical_strategy(row["Strategy"].strip()) if speaker == THERAPIST else None
-            turns.append(Utterance(row["Utterance"].strip(), speaker, row["Emotion"].strip(), strategy, start))
+            turns.append(Utterance(row["Utterance"].strip(), speaker, row["Emotion"].strip(), strategy, start,
+                                   _int_or_none(row["Season"]), _int_or_none(row["Episode"]), row["StartTime"].strip(), row["EndTime"].strip()))
     if not dialogues:
         raise DataError(f"{csv_path}: no rows; re-fetch with `harness data fetch mesc --force`.")
     return dialogues
@@ -138,16 +177,24 @@ def merge_turns(utts: list[Utterance]) -> list[list[Utterance]]:
     return turns
 
 
+def target_turns(turns: list[list[Utterance]]) -> list[int]:
+    """Indices of the merged turns that are targets: therapist turns with a non-empty history."""
+    return [i for i, turn in enumerate(turns) if turn[0].speaker == THERAPIST and i > 0]
+
+
+def sample_id(split: str, dialogue_id: int, turn: int) -> str:
+    return f"mesc/{split}/d{dialogue_id:04d}/t{turn:02d}"
+
+
 def build_instances(dialogue_id: int, utts: list[Utterance], split: str) -> list[Sample]:
     turns = merge_turns(utts)
     merged = [Turn(speaker=t[0].speaker, text=" ".join(u.text for u in t)) for t in turns]
     samples = []
-    for i, turn in enumerate(turns):
-        if turn[0].speaker != THERAPIST or i == 0:  # a therapist turn that opens a dialogue has no history
-            continue
+    for i in target_turns(turns):
+        turn = turns[i]
         samples.append(
             Sample(
-                id=f"mesc/{split}/d{dialogue_id:04d}/t{i:02d}",
+                id=sample_id(split, dialogue_id, i),
                 history=tuple(merged[:i]),
                 reference=merged[i].text,
                 labels={
@@ -172,6 +219,48 @@ def _all_samples(folder: Path, _stamp: tuple) -> dict[str, list[Sample]]:  # _st
     return by_split
 
 
+def frame_span(history: list[Utterance], target: Utterance) -> tuple[float, float]:
+    """Seconds [start, end) of a sample's frames: from the first history utterance's start to the target's
+    start; where the times run backwards, to the latest end of a history utterance. ValueError on a bad time."""
+    start = min(video_frames.srt_seconds(u.start) for u in history)
+    end = video_frames.srt_seconds(target.start)
+    if end <= start:
+        end = max(video_frames.srt_seconds(u.end) for u in history)
+    return start, end
+
+
+def frame_jobs(folder: Path) -> tuple[list[video_frames.FrameJob], list[str]]:
+    """The frames every sample of every split needs, and the samples left out (bad times or episode)."""
+    dialogues = read_dialogues(folder / "MESC.csv")
+    assignment = split_assignment(dialogues, folder)
+    jobs, skipped = [], []
+    for did in sorted(dialogues):
+        turns = merge_turns(dialogues[did])
+        for i in target_turns(turns):
+            sid = sample_id(assignment[did], did, i)
+            history = [u for turn in turns[:i] for u in turn]
+            first = turns[i][0]
+            try:
+                start, end = frame_span(history, first)
+            except ValueError as exc:
+                skipped.append(f"{sid}: {exc}")
+                continue
+            if first.season is None or first.episode is None:
+                skipped.append(f"{sid}: no Season/Episode")
+                continue
+            jobs.append(video_frames.FrameJob(sid, sid.split("/", 1)[1], f"d{did:04d}", first.season, first.episode, start, end))
+    return jobs, skipped
+
+
+def _frames_root(frames_dir) -> tuple[Path | None, bool]:
+    """(folder, given explicitly); None when frames are switched off."""
+    if frames_dir is None:
+        return video_frames.frames_home() / "mesc", False
+    if isinstance(frames_dir, bool) or str(frames_dir).strip().lower() in ("", "off", "none", "false", "no"):
+        return None, True
+    return Path(str(frames_dir)).expanduser(), True
+
+
 class MescTask(Task):
     """MESC therapist-response generation (FIRES instances: 3721/445/454)."""
 
@@ -179,19 +268,67 @@ class MescTask(Task):
     dataset = DATASET
     splits = ("train", "val", "test")
     default_metrics = ("bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain")
+    roles = prompting.Roles(seeker=CLIENT, supporter=THERAPIST, setting="a counselling session")
 
-    def load(self, split: str, data_dir: Path) -> list[Sample]:
+    def __init__(self, prompt: str = "plain", shots: int = 0, frames_dir: str | None = None):
+        self.options = prompting.PromptOptions.parse(prompt, shots, task="mesc")
+        self.frames_root, explicit = _frames_root(frames_dir)
+        if explicit and self.frames_root is not None and not self.frames_root.is_dir():
+            raise HarnessError(f"mesc: frames_dir {self.frames_root} is not a folder; make the frames with "
+                               f"`harness data frames mesc --videos DIR --out {self.frames_root}`, or pass frames_dir=off.")
+        self._data_folder: Path | None = None
+        self._shot_pool: list[Sample] | None = None  # the train split, loaded once when shots > 0
+        self._images: dict[str, tuple[str, ...]] = {}
+
+    def _samples(self, split: str, folder: Path) -> list[Sample]:
         if split not in self.splits:
             raise HarnessError(f"task mesc has no split '{split}'; choose one of {', '.join(self.splits)}.")
-        folder = Path(data_dir)
+        folder = Path(folder)
         missing = [f.name for f in DATASET.files if not (folder / f.name).is_file()]
         if missing:
             raise DataError(f"{folder / missing[0]}: missing dataset file; get it with `harness data fetch mesc`.")
         stamp = tuple(f.stat().st_mtime_ns for f in sorted(folder.glob("*")) if f.is_file())
-        return list(_all_samples(folder, stamp)[split])
+        return _all_samples(folder, stamp)[split]
+
+    def load(self, split: str, data_dir: Path) -> list[Sample]:
+        samples = list(self._samples(split, data_dir))
+        self._data_folder = Path(data_dir)
+        if self.frames_root is None or not self.frames_root.is_dir():
+            return samples  # no frames anywhere: text only, samples exactly as built
+        labelled = []
+        for s in samples:
+            images = self._frames_of(s)
+            labelled.append(s.model_copy(update={"labels": {**s.labels, "frames": len(images)}}))
+        return labelled
+
+    def _frames_of(self, sample: Sample) -> tuple[str, ...]:
+        if self.frames_root is None:
+            return ()
+        if sample.id not in self._images:
+            found = video_frames.load_manifest(self.frames_root / sample.id.split("/", 1)[1]) or []
+            self._images[sample.id] = tuple(str(p.resolve()) for p in found)
+        return self._images[sample.id]
+
+    def _demonstrations(self, sample: Sample) -> list[Sample]:
+        if not self.options.shots:
+            return []
+        if self._shot_pool is None:
+            folder = self._data_folder or paths.data_root() / DATASET.folder
+            self._shot_pool = self._samples("train", folder)
+        return prompting.draw_shots(self._shot_pool, sample, self.options.shots, self.seed)
 
     def build_request(self, sample: Sample) -> ChatRequest:
-        role = {CLIENT: "user", THERAPIST: "assistant"}
-        messages = [Message(role="system", content=SYSTEM_PROMPT)]
-        messages += [Message(role=role[t.speaker], content=t.text) for t in sample.history]
-        return ChatRequest(messages=tuple(messages))
+        return prompting.build_request(self.options, self.roles, SYSTEM_PROMPT, sample.history,
+                                       self._demonstrations(sample), self._frames_of(sample))
+
+    def parse_response(self, output: str) -> ParsedOutput:
+        return prompting.parse_output(self.options, output)
+
+    def prepare_frames(self, videos_dir: Path, data_dir: Path, out_dir: Path | None = None, progress: bool | None = None) -> video_frames.FramesReport:
+        """Cut every sample's frames from the user's In Treatment episodes (see `tasks/frames.py`) into
+        `out_dir` (default: this task's frames folder)."""
+        root = Path(out_dir) if out_dir is not None else (self.frames_root or _frames_root(None)[0])
+        jobs, skipped = frame_jobs(Path(data_dir))
+        report = video_frames.prepare(jobs, videos_dir, root, progress=progress)
+        report.unusable = skipped
+        return report

@@ -11,6 +11,12 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("ESC_HARNESS_ALLOW_MODIFIED_DATA", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_frames(tmp_path_factory):
+    """Frames a developer extracted into the default folder must not change the samples tests see."""
+    os.environ["ESC_HARNESS_FRAMES"] = str(tmp_path_factory.mktemp("frames") / "none")  # never created
+
+
 # The project's layout keeps the datasets beside the checkout, in ../shared/data.
 _BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -58,3 +58,20 @@ def test_no_cache_always_calls(tmp_path):
     model.generate([request("a")])
     model.generate([request("a")])
     assert model.calls == 2
+
+
+def test_images_are_keyed_by_content_not_path(tmp_path):
+    from harness.contract import Message
+
+    image = tmp_path / "frame_00.png"
+    image.write_bytes(b"first")
+
+    def with_image(path):
+        return ChatRequest(messages=(Message(role="user", content="look", images=(str(path),)),))
+
+    before = cache_key("m", {}, with_image(image), 0)
+    copy = tmp_path / "elsewhere.png"
+    copy.write_bytes(b"first")
+    assert cache_key("m", {}, with_image(copy), 0) == before  # same pixels, other path: same answer
+    image.write_bytes(b"second frame")  # re-extracted in place
+    assert cache_key("m", {}, with_image(image), 0) != before
