@@ -41,6 +41,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
+from . import RESPONSE_METRICS
 from . import frames as video_frames
 from . import prompting
 
@@ -267,7 +268,7 @@ class MescTask(Task):
     name = "mesc"
     dataset = DATASET
     splits = ("train", "val", "test")
-    default_metrics = ("bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain")
+    default_metrics = RESPONSE_METRICS
     roles = prompting.Roles(seeker=CLIENT, supporter=THERAPIST, setting="a counselling session")
 
     def __init__(self, prompt: str = "plain", shots: int = 0, frames_dir: str | None = None):

@@ -1,4 +1,4 @@
-"""Prompting modes shared by the text ESC tasks (MESC now; ESConv and EMOTyDA-ESC to come).
+"""Prompting modes shared by the text ESC tasks (MESC, ESConv, EMOTyDA-ESC).
 
 A task picks its modes with two task options (`--task-args prompt=...,shots=...`):
 
@@ -184,7 +184,9 @@ def _demonstrations(demos: Sequence[Sample], roles: Roles, thinking: bool) -> st
 
 
 def _demo_intro(k: int, roles: Roles, thinking: bool) -> str:
-    what = f"{k} example{'s' if k > 1 else ''} from other conversations, each ending with the {roles.supporter.lower()}'s actual reply"
+    supporter = roles.supporter.lower()
+    what = (f"{k} examples from other conversations, each ending with the {supporter}'s actual reply" if k > 1
+            else f"an example from another conversation, ending with the {supporter}'s actual reply")
     if thinking:
         return f"Here are {what} (only the reply is shown, not the thinking behind it; your answer still needs both):"
     return f"Here are {what}:"
