@@ -130,7 +130,13 @@ class CachedModel(ChatModel):
         asks = []
         for i in missing:
             lacking = sum(h is None for h in found[i])
-            asks.append(requests[i].model_copy(update={"generation": requests[i].generation.model_copy(update={"n": lacking})}))
+            update: dict[str, Any] = {"n": lacking}
+            first_missing = next(j for j, h in enumerate(found[i]) if h is None)
+            if requests[i].generation.seed is not None and first_missing > 0:
+                # choice j is sampled with seed + j (as adapters do for n > 1 by separate requests), so the
+                # new choices do not repeat the cached ones
+                update["seed"] = requests[i].generation.seed + first_missing
+            asks.append(requests[i].model_copy(update={"generation": requests[i].generation.model_copy(update=update)}))
         for ask_position, out in self.inner.stream(asks):
             i = missing[ask_position]
             self.calls += 1

@@ -19,7 +19,7 @@ from .errors import HarnessError
 
 _SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 REDACTED = "<redacted>"
-_RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai")
+_RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai", "xllamacpp", "bert-score")
 
 
 @dataclass

@@ -50,6 +50,11 @@ def test_n_samples_are_cached_per_index(tmp_path):
     result = second.generate([request(n=3)])[0].choices
     assert result == ["x", "y", "x"]  # indices 0-1 from the cache; only index 2 asked for (n=1: the script's first)
     assert second.inner.requests[-1].generation.n == 1
+    # with a seed, the re-asked choice 2 is sampled with seed + 2, not the seed that made choice 0
+    third = CachedModel(ScriptedModel(outputs=["a", "b", "c"]), cache)
+    third.generate([request(n=2, seed=5)])
+    third.generate([request(n=3, seed=5)])
+    assert third.inner.requests[-1].generation.seed == 7 and third.inner.requests[-1].generation.n == 1
     assert second.calls == 1
 
 

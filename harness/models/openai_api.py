@@ -1,0 +1,513 @@
+"""`openai`: any OpenAI-compatible chat endpoint (OpenAI, DeepSeek, vLLM, llama.cpp servers...).
+
+    --model-args model=gpt-4o-mini                     required: the model name the endpoint knows
+                 base_url=http://127.0.0.1:8000/v1     default $OPENAI_BASE_URL, else OpenAI's
+                 api_key=...                           default $OPENAI_API_KEY; a loopback server needs none
+                 max_connections=16                    requests in flight at once
+                 timeout=120 max_retries=5 backoff=1   seconds per attempt; retries; first backoff (s)
+                 temperature= top_p= max_tokens= seed= override the task's generation settings
+                 max_tokens_cap=128                    at most this many tokens, whatever the task asks
+                 extra_body={"top_k": 20}              passed through in the request body
+                 max_tokens_field=max_completion_tokens  for endpoints that reject `max_tokens`
+
+Requests run concurrently on an asyncio loop in a background thread (one per adapter, bounded by a
+semaphore of max_connections); `stream` hands each answer to the runner the moment it arrives. The
+harness does the retries itself (the client's own are off): exponential backoff with jitter, `Retry-After`
+honoured on 429/503, 408/409/429/5xx, connection errors and timeouts retried, other 4xx fail at once.
+The API key never leaves the client: not in the cache identity, a log line, an error message or repr().
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import ipaddress
+import json
+import logging
+import os
+import queue
+import random
+import re
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from ..contract import ChatModel, ChatRequest, Message, ModelContext, ModelOutput
+from ..errors import HarnessError
+from .images import data_url, resolve_image
+
+log = logging.getLogger("harness.models.openai")
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+NO_KEY = "no-key"  # what a loopback server without auth is sent
+MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited this long
+MAX_BACKOFF = 60.0
+_RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
+
+
+class _Secret:
+    """Holds the API key so that repr() and vars() of the adapter show no key."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+    __str__ = __repr__
+
+
+def normalise_base_url(url: str) -> str:
+    """Scheme and host lower-cased, no trailing slash, no credentials, query or fragment."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        raise HarnessError(f"openai: base_url '{url}' is not a URL; give e.g. base_url=http://127.0.0.1:8000/v1.")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(name: str, value: Any, kind: type, minimum: float | None = None) -> Any:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise HarnessError(f"openai: {name} must be a number, got '{value}'.") from None
+    if minimum is not None and number < minimum:
+        raise HarnessError(f"openai: {name} must be >= {minimum}, got {value}.")
+    return number
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP-date."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def message_payload(message: Message, data_dir: Path | None = None) -> dict[str, Any]:
+    """An OpenAI chat message; one with images becomes content parts: each image as a base64 data URL
+    (paths relative to the dataset folder), then the text - as the other back-ends build them."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(resolve_image(p, data_dir))}} for p in message.images]
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": parts}
+
+
+@dataclass
+class _Attempt:
+    """A failed attempt that may be retried: what went wrong, in words, and the server's Retry-After."""
+
+    what: str
+    retry_after: float | None = None
+
+
+def _make_client(key: _Secret, url: str, timeout: float):
+    import openai
+
+    # retries are the adapter's own (explicit, testable), so the client's are off
+    return openai.AsyncOpenAI(api_key=key.get(), base_url=url, timeout=timeout, max_retries=0)
+
+
+class _Loop:
+    """An asyncio loop in a daemon thread, holding the client and the semaphore (both bound to it)."""
+
+    def __init__(self, make_client, max_connections: int):
+        self.loop = asyncio.new_event_loop()
+        self._make_client = make_client
+        self.max_connections = max_connections
+        self.client = None
+        self.semaphore: asyncio.Semaphore | None = None
+        self.thread = threading.Thread(target=self._run, name="openai-adapter-loop", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def ready(self) -> None:  # called on the loop
+        if self.client is None:
+            self.client = self._make_client()
+            self.semaphore = asyncio.Semaphore(self.max_connections)
+
+    def submit(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.client is not None:
+            try:
+                await self.client.close()
+            except Exception:  # closing is best effort
+                pass
+
+    async def _shutdown_then_stop(self) -> None:
+        await self._shutdown()
+        self.loop.stop()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        if threading.current_thread() is self.thread:  # collected on the loop itself: wind down from inside
+            self.loop.create_task(self._shutdown_then_stop())
+            return
+        if self.thread.is_alive():
+            try:
+                self.submit(self._shutdown()).result(timeout=10)
+            except Exception:
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class OpenAIModel(ChatModel):
+    """Any OpenAI-compatible chat endpoint: concurrent, retried, streamed as answers finish."""
+
+    name = "openai"
+    batch_size = 64
+
+    def __init__(
+        self,
+        context: ModelContext | None = None,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_connections: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        extra_body: dict[str, Any] | str | None = None,
+        max_tokens_field: str = "max_tokens",
+        max_tokens_cap: int | None = None,
+    ):
+        if not model:
+            raise HarnessError("openai: name the model, e.g. --model-args model=gpt-4o-mini,base_url=http://127.0.0.1:8000/v1.")
+        self.model = str(model)
+        given = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).strip()
+        self.base_url = normalise_base_url(given)  # for the identity and messages: no credentials or query
+        self._url = given.rstrip("/")  # what the client is pointed at
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if not _is_loopback(self.base_url):
+                raise HarnessError(f"openai: no API key for {self.base_url}; set OPENAI_API_KEY or pass --model-args api_key=... (api_key=EMPTY for a server without auth).")
+            key = NO_KEY
+        self._key = _Secret(str(key))
+        self.max_connections = _number("max_connections", max_connections, int, 1)
+        self.timeout = _number("timeout", timeout, float, 0.001)
+        self.max_retries = _number("max_retries", max_retries, int, 0)
+        self.backoff = _number("backoff", backoff, float, 0)
+        self.overrides = {k: v for k, v in {
+            "temperature": _number("temperature", temperature, float, 0),
+            "top_p": _number("top_p", top_p, float, 0),
+            "max_tokens": _number("max_tokens", max_tokens, int, 1),
+            "seed": _number("seed", seed, int),
+            "max_tokens_cap": _number("max_tokens_cap", max_tokens_cap, int, 1),
+        }.items() if v is not None}
+        if isinstance(extra_body, str):
+            try:
+                extra_body = json.loads(extra_body)
+            except json.JSONDecodeError:
+                raise HarnessError("openai: extra_body must be a JSON object, e.g. extra_body={\"top_k\": 20}.") from None
+        if extra_body is not None and not isinstance(extra_body, dict):
+            raise HarnessError("openai: extra_body must be a JSON object, e.g. extra_body={\"top_k\": 20}.")
+        self.extra_body = extra_body or None
+        if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
+            raise HarnessError(f"openai: max_tokens_field must be max_tokens or max_completion_tokens, got '{max_tokens_field}'.")
+        self.max_tokens_field = max_tokens_field
+        self.data_dir = context.data_dir if context is not None else None
+        self.n_supported: bool | None = None  # does the server honour n > 1? learnt from the first answer
+        self.attempts = 0  # HTTP requests sent, retries included
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            raise HarnessError("openai: the `openai` package is missing; pip install 'openai>=1.40' (it is a dependency of esc-harness).") from None
+        self._loop: _Loop | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        rt = self._runtime()
+        rt.loop.call_soon_threadsafe(rt.ready)  # build the client (TLS context...) while the caller gets ready
+
+    # ------------------------------------------------------------------ identity and plumbing
+
+    def cache_identity(self) -> dict[str, Any]:
+        identity: dict[str, Any] = {"model": self.model, "base_url": self.base_url, **self.overrides}
+        if self.extra_body:
+            identity["extra_body"] = self.extra_body
+        if self.max_tokens_field != "max_tokens":
+            identity["max_tokens_field"] = self.max_tokens_field
+        return identity
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel(model={self.model!r}, base_url={self.base_url!r}, max_connections={self.max_connections})"
+
+
+    def _runtime(self) -> _Loop:
+        with self._lock:
+            if self._closed:
+                raise HarnessError("openai: the model was closed; open a new one.")
+            if self._loop is None:
+                # the factory holds the settings, not the model, so an unclosed model can still be collected
+                self._loop = _Loop(functools.partial(_make_client, self._key, self._url, self.timeout), self.max_connections)
+                self._finalizer = weakref.finalize(self, self._loop.stop)
+            return self._loop
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            self._finalizer.detach()
+            loop.stop()
+
+    def _scrub(self, text: str) -> str:
+        """One line, the key (and any bearer token) removed, at most 300 characters."""
+        key = self._key.get()
+        if len(key) >= 6 and key != NO_KEY:  # (a one-letter placeholder is no secret, and would garble the text)
+            text = text.replace(key, "<redacted>")
+        text = re.sub(r"(?i)(bearer\s+)\S+", r"\1<redacted>", text)
+        text = " ".join(text.split())
+        return text if len(text) <= 300 else text[:297] + "..."
+
+    # ------------------------------------------------------------------ one HTTP call, retried
+
+    async def _call(self, body: dict[str, Any], rt: _Loop):
+        import openai
+
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: _Attempt | None = None
+            fatal: HarnessError | None = None
+            try:
+                assert rt.semaphore is not None and rt.client is not None
+                async with rt.semaphore:
+                    self.attempts += 1
+                    return await rt.client.chat.completions.create(**body)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status in _RETRYABLE_STATUS or status >= 500:
+                    failure = _Attempt(f"HTTP {status}{self._server_says(exc)}", parse_retry_after(exc.response.headers))
+                else:
+                    fatal = self._fatal(exc)
+            except openai.APITimeoutError:
+                failure = _Attempt(f"no answer within timeout={self.timeout:g} s")
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__
+                failure = _Attempt(f"connection error ({type(cause).__name__ if cause else 'unknown'})")
+            except openai.OpenAIError as exc:  # e.g. an answer that is not a chat completion
+                fatal = HarnessError(f"openai: {self.base_url}: {type(exc).__name__}: {self._scrub(str(exc))}")
+            # raised here, outside the except blocks, so that no error chains back to the client's request (and its headers)
+            if fatal is not None:
+                raise fatal
+            assert failure is not None
+            if attempt > self.max_retries:
+                raise HarnessError(f"openai: {self.base_url}: {failure.what}; gave up after {attempt} attempts "
+                                   f"(raise max_retries/timeout, or check the server). Finished samples are saved: resume the run.")
+            delay = self._delay(attempt, failure.retry_after)
+            log.warning("openai: %s from %s; retry %d of %d in %.1f s", failure.what, self.base_url, attempt, self.max_retries, delay)
+            await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER)
+        ceiling = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        return ceiling * (0.5 + random.random() / 2)  # jitter: 50-100% of the exponential step
+
+    def _server_says(self, exc) -> str:
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
+        return f": {self._scrub(str(message))}" if message else ""
+
+    def _fatal(self, exc) -> HarnessError:
+        status = exc.status_code
+        says = self._server_says(exc)
+        if status in (401, 403):
+            hint = "check the key (OPENAI_API_KEY or --model-args api_key=...) and that it may use this model"
+        elif status == 404:
+            hint = f"check model={self.model} and base_url (it usually ends in /v1)"
+        elif status in (400, 413, 422):
+            hint = "the server rejected the request; check the model args (max_tokens, sampling) and the prompt length"
+        else:
+            hint = "not retried"
+        return HarnessError(f"openai: {self.base_url}: HTTP {status}{says}; {hint}.")
+
+    # ------------------------------------------------------------------ one request (n choices)
+
+    def _body(self, request: ChatRequest, n: int, seed: int | None) -> dict[str, Any]:
+        gen = request.generation
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [message_payload(m, self.data_dir) for m in request.messages],
+            "temperature": self.overrides.get("temperature", gen.temperature),
+            "top_p": self.overrides.get("top_p", gen.top_p),
+            self.max_tokens_field: min(self.overrides.get("max_tokens", gen.max_tokens), self.overrides.get("max_tokens_cap", gen.max_tokens)),
+        }
+        if n > 1:
+            body["n"] = n
+        if seed is not None:
+            body["seed"] = seed
+        if gen.stop:
+            body["stop"] = list(gen.stop)
+        if self.extra_body:
+            body["extra_body"] = self.extra_body
+        return body
+
+    async def _answer(self, request: ChatRequest, rt: _Loop) -> ModelOutput:
+        n = request.generation.n
+        seed = self.overrides.get("seed", request.generation.seed)
+
+        def seeded(i: int) -> int | None:  # separate requests for the choices need distinct seeds
+            return None if seed is None else seed + i
+
+        if n == 1 or self.n_supported is False:
+            completions = list(await asyncio.gather(*(self._call(self._body(request, 1, seeded(i)), rt) for i in range(n))))
+        else:
+            first = await self._call(self._body(request, n, seed), rt)
+            got = len(first.choices or [])
+            completions = [first]
+            if got < n:  # the server ignores n (llama-cpp-python...): ask for the rest one by one
+                if self.n_supported is None and got <= 1:
+                    log.info("openai: %s returned %d of %d choices; asking for each choice separately", self.base_url, got, n)
+                    self.n_supported = False
+                completions += await asyncio.gather(*(self._call(self._body(request, 1, seeded(i)), rt) for i in range(max(got, 1), n)))
+            else:
+                self.n_supported = True
+        texts: list[str] = []
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        for completion in completions:
+            for choice in sorted(completion.choices or [], key=lambda c: c.index or 0):
+                texts.append((choice.message.content if choice.message else None) or "")
+            if completion.usage is not None:
+                usage["prompt_tokens"] += completion.usage.prompt_tokens or 0
+                usage["completion_tokens"] += completion.usage.completion_tokens or 0
+        if len(texts) < n:
+            raise HarnessError(f"openai: {self.base_url} returned {len(texts)} choices where {n} were asked; check the server.")
+        return ModelOutput(choices=texts[:n], usage=usage if any(usage.values()) else {})
+
+    # ------------------------------------------------------------------ the ChatModel interface
+
+    async def _feed(self, requests: Sequence[ChatRequest], out: queue.Queue, rt: _Loop) -> None:
+        rt.ready()
+        tasks = {asyncio.ensure_future(self._answer(r, rt)): i for i, r in enumerate(requests)}
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
+                for task in done:  # what finished is handed over first, then the first failure
+                    if not task.cancelled() and task.exception() is None:
+                        out.put(("ok", tasks[task], task.result()))
+                if errors:
+                    out.put(("error", None, errors[0]))
+                    return
+            out.put(("end", None, None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug: hand it to the caller rather than hang
+            out.put(("error", None, exc))
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
+        """(position, output) as each request finishes; the first failure stops the rest and is raised."""
+        if not requests:
+            return
+        for request in requests:  # a missing image fails before anything is sent
+            for message in request.messages:
+                for path in message.images:
+                    resolve_image(path, self.data_dir)
+        rt = self._runtime()
+        out: queue.Queue = queue.Queue()
+        finished = threading.Event()
+        holder: dict[str, asyncio.Task] = {}
+
+        def start() -> None:  # on the loop
+            task = rt.loop.create_task(self._feed(list(requests), out, rt))
+            task.add_done_callback(lambda _: finished.set())
+            holder["task"] = task
+
+        rt.loop.call_soon_threadsafe(start)
+        try:
+            while True:
+                try:
+                    kind, position, payload = out.get(timeout=0.25)
+                except queue.Empty:
+                    if finished.is_set() and out.empty():
+                        raise HarnessError("openai: the request loop stopped without an answer; rerun (finished samples are saved).") from None
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise payload
+                yield position, payload
+        finally:
+            if not finished.is_set():  # the caller stopped early (Ctrl-C, an error while saving): cancel what is in flight
+                try:
+                    rt.loop.call_soon_threadsafe(lambda: holder["task"].cancel())
+                except RuntimeError:  # the loop is already gone (closed meanwhile)
+                    pass
+                else:
+                    finished.wait(timeout=10)
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
+        outputs: list[ModelOutput | None] = [None] * len(requests)
+        for position, output in self.stream(requests):
+            outputs[position] = output
+        return outputs  # type: ignore[return-value]
