@@ -133,6 +133,9 @@ class Task(ABC):
     dataset: ClassVar[Dataset]
     splits: ClassVar[tuple[str, ...]]
     default_metrics: ClassVar[tuple[str, ...]]
+    # defaults that need a resource the user builds once (EPITOME classifiers): left out with a warning
+    # when missing, unless asked for by name
+    optional_metrics: ClassVar[tuple[str, ...]] = ()
     seed: int = 0  # the run's --seed, set by the runner before `load` (e.g. to draw k-shot examples)
 
     @abstractmethod

@@ -130,8 +130,8 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
         config = _config_from_header(header, config)
         run_dir = resume
     task = load_task(config.task, config.task_args, config.seed)
-    metric_names = list(config.metrics or task.default_metrics)
-    metrics = scoring.load_metrics(metric_names)  # fails early if e.g. WordNet is missing
+    metrics = scoring.load_metrics(config.metrics or task.default_metrics, () if config.metrics else task.optional_metrics)  # fails early if e.g. WordNet is missing
+    metric_names = [m.name for m in metrics]
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
 
     if resume is not None and header.data != hashes:

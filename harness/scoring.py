@@ -9,10 +9,22 @@ from .metrics.lexical import tokenize
 from . import registry, uncertainty
 
 
-def load_metrics(names: Sequence[str]) -> list[Metric]:
-    metrics = [registry.metrics.get(n) for n in names]
-    for metric in metrics:
-        metric.check()
+def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Metric]:
+    """The metrics, each checked before any model is called. A metric named in `optional` whose resource
+    is missing (e.g. classifiers not built yet) is left out with a warning instead of stopping the run."""
+    import sys
+
+    metrics = []
+    for name in names:
+        metric = registry.metrics.get(name)
+        try:
+            metric.check()
+        except HarnessError as exc:
+            if name not in optional:
+                raise
+            print(f"warning: {name} left out: {exc}", file=sys.stderr)
+            continue
+        metrics.append(metric)
     return metrics
 
 
