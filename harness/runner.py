@@ -5,6 +5,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +18,8 @@ from .cache import CachedModel, ResponseCache
 from .contract import ChatModel, ModelContext, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
 
+SCORE_BATCH = 64  # finished samples scored and written together
+FLUSH_SECONDS = 1.0  # ... or after this long, whichever comes first
 _SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 REDACTED = "<redacted>"
 _RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai", "xllamacpp", "bert-score")
@@ -130,6 +133,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
         config = _config_from_header(header, config)
         run_dir = resume
     task = load_task(config.task, config.task_args, config.seed)
+    registry.models.get(config.model)  # an unknown model name fails before anything is loaded
     metrics = scoring.load_metrics(config.metrics or task.default_metrics, () if config.metrics else task.optional_metrics)  # fails early if e.g. WordNet is missing
     metric_names = [m.name for m in metrics]
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
@@ -192,16 +196,32 @@ def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sam
             request = request.model_copy(update={"generation": request.generation.model_copy(update={"seed": seed})})
         requests.append(request)
     writer = store.SampleWriter(run_dir)
+    pending: list[SampleRecord] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        # model-based metrics (BERTScore, EPITOME) score a batch far faster than one sample at a time
+        scores = scoring.per_sample_scores(metrics, scoring.pairs_of(pending))
+        writer.write([r.model_copy(update={"scores": sc}) for r, sc in zip(pending, scores)])
+        pending.clear()
+
     try:
         with tqdm(total=len(todo), desc=f"{task.name} x {model.name}", unit="sample", disable=not show) as bar:
             for position, output in model.stream(requests):
                 index, sample = todo[position]
-                record = to_record(index, sample, output.text, task, output.usage)
-                record.scores = scoring.per_sample_scores(metrics, scoring.pairs_of([record]))[0]
-                writer.write([record])  # saved the moment it is scored: a kill loses nothing finished
+                pending.append(to_record(index, sample, output.text, task, output.usage))
+                # saved within seconds of finishing; answers are in the response cache meanwhile, so a kill
+                # before a flush costs no model call on resume
+                if len(pending) >= SCORE_BATCH or time.monotonic() - last_flush > FLUSH_SECONDS:
+                    flush()
+                    last_flush = time.monotonic()
                 bar.update(1)
     finally:
-        writer.close()
+        try:
+            if pending:
+                flush()
+        finally:
+            writer.close()
 
 
 def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[str, int] | None = None) -> SampleRecord:

@@ -14,7 +14,7 @@ def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Met
     is missing (e.g. classifiers not built yet) is left out with a warning instead of stopping the run."""
     import sys
 
-    metrics = []
+    metrics, left_out = [], {}
     for name in names:
         metric = registry.metrics.get(name)
         try:
@@ -22,9 +22,11 @@ def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Met
         except HarnessError as exc:
             if name not in optional:
                 raise
-            print(f"warning: {name} left out: {exc}", file=sys.stderr)
+            left_out.setdefault(str(exc), []).append(name)
             continue
         metrics.append(metric)
+    for reason, skipped in left_out.items():  # one line per cause, not per metric
+        print(f"warning: {', '.join(skipped)} left out: {reason}", file=sys.stderr)
     return metrics
 
 

@@ -104,7 +104,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
-from . import RESPONSE_METRICS
+from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import prompting
 
 _REPO = "https://raw.githubusercontent.com/sahatulika15/EMOTyDA"
@@ -463,7 +463,8 @@ class EmotydaEscTask(Task):
     name = "emotyda-esc"
     dataset = DATASET
     splits = ("train", "test")
-    default_metrics = RESPONSE_METRICS
+    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
+    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=SEEKER, supporter=SUPPORTER, setting="an everyday conversation", video=False)
 
     def __init__(self, prompt: str = "plain", shots: int = 0, source: str = "iemocap5", negative: Any = None,

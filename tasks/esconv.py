@@ -51,7 +51,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
-from . import RESPONSE_METRICS
+from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import prompting
 
 _DATA_REPO = "https://raw.githubusercontent.com/Dantoro/project_therapy"
@@ -241,7 +241,8 @@ class ESConvTask(Task):
     name = "esconv"
     dataset = DATASET
     splits = ("train", "val", "test")
-    default_metrics = RESPONSE_METRICS
+    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
+    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=SEEKER, supporter=SUPPORTER, setting="an online emotional support conversation", video=False)
 
     def __init__(self, prompt: str = "plain", shots: int = 0, turns: str = "utterance"):

