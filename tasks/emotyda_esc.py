@@ -92,19 +92,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness import paths
 from harness.contract import (
-    ChatRequest,
     DataFile,
     Dataset,
-    ParsedOutput,
     Sample,
-    Task,
     Turn,
 )
 from harness.errors import DataError, HarnessError
 
-from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import prompting
 
 _REPO = "https://raw.githubusercontent.com/sahatulika15/EMOTyDA"
@@ -457,25 +452,22 @@ def _split_samples(folder: Path, names: tuple[str, ...], split: str, rule: Rule,
     return tuple(samples)
 
 
-class EmotydaEscTask(Task):
+class EmotydaEscTask(prompting.PromptedTask):
     """EMOTyDA-ESC (FIRES's 310-instance subset, rebuilt by a stated rule: 304 test instances by default)."""
 
     name = "emotyda-esc"
     dataset = DATASET
     splits = ("train", "test")
-    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
-    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=SEEKER, supporter=SUPPORTER, setting="an everyday conversation", video=False)
+    system_prompt = SYSTEM_PROMPT
 
     def __init__(self, prompt: str = "plain", shots: int = 0, source: str = "iemocap5", negative: Any = None,
                  context: str = "negative", unlabelled: str = "keep", merge: Any = True):
-        self.options = prompting.PromptOptions.parse(prompt, shots, task="emotyda-esc")
+        super().__init__(prompt, shots)
         if source not in SOURCES:
             raise HarnessError(f"emotyda-esc: unknown source {source!r}; choose one of {', '.join(SOURCES)} (e.g. --task-args source=meld).")
         self.source = source
         self.rule = make_rule(negative, context, unlabelled, merge)
-        self._data_folder: Path | None = None
-        self._shot_pool: list[Sample] | None = None
 
     def _samples(self, split: str, folder: Path) -> tuple[Sample, ...]:
         if split not in self.splits:
@@ -497,21 +489,3 @@ class EmotydaEscTask(Task):
             exclude = frozenset(filter(None, (script_of(d.name) for n in test for d in _dialogues(folder, n, _stamp(folder, (n,))))))
         return _split_samples(folder, names, split, self.rule, _stamp(folder, names), exclude)
 
-    def load(self, split: str, data_dir: Path) -> list[Sample]:
-        samples = list(self._samples(split, data_dir))
-        self._data_folder = Path(data_dir)
-        return samples
-
-    def _demonstrations(self, sample: Sample) -> list[Sample]:
-        if not self.options.shots:
-            return []
-        if self._shot_pool is None:
-            folder = self._data_folder or paths.data_root() / DATASET.folder
-            self._shot_pool = list(self._samples("train", folder))
-        return prompting.draw_shots(self._shot_pool, sample, self.options.shots, self.seed)
-
-    def build_request(self, sample: Sample) -> ChatRequest:
-        return prompting.build_request(self.options, self.roles, SYSTEM_PROMPT, sample.history, self._demonstrations(sample))
-
-    def parse_response(self, output: str) -> ParsedOutput:
-        return prompting.parse_output(self.options, output)

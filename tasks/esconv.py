@@ -39,19 +39,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness import paths
 from harness.contract import (
-    ChatRequest,
     DataFile,
     Dataset,
-    ParsedOutput,
     Sample,
-    Task,
     Turn,
 )
 from harness.errors import DataError, HarnessError
 
-from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import prompting
 
 _DATA_REPO = "https://raw.githubusercontent.com/Dantoro/project_therapy"
@@ -235,23 +230,20 @@ def _split_samples(folder: Path, split: str, turns: str, _stamp: tuple) -> tuple
     return tuple(s for d in dialogues for s in build_instances(d, split, turns))
 
 
-class ESConvTask(Task):
+class ESConvTask(prompting.PromptedTask):
     """ESConv supporter-response generation (reference-code instances: 12271/2621/2801; turns=merged: 10191/2156/2295)."""
 
     name = "esconv"
     dataset = DATASET
     splits = ("train", "val", "test")
-    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
-    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=SEEKER, supporter=SUPPORTER, setting="an online emotional support conversation", video=False)
+    system_prompt = SYSTEM_PROMPT
 
     def __init__(self, prompt: str = "plain", shots: int = 0, turns: str = "utterance"):
-        self.options = prompting.PromptOptions.parse(prompt, shots, task="esconv")
+        super().__init__(prompt, shots)
         if turns not in TURN_MODES:
             raise HarnessError(f"esconv: turns must be one of {', '.join(TURN_MODES)} (e.g. --task-args turns=merged), got {turns!r}.")
         self.turns = turns
-        self._data_folder: Path | None = None
-        self._shot_pool: list[Sample] | None = None
 
     def _samples(self, split: str, folder: Path) -> tuple[Sample, ...]:
         if split not in self.splits:
@@ -263,21 +255,3 @@ class ESConvTask(Task):
                 raise DataError(f"{folder / n}: missing dataset file; get it with `harness data fetch esconv`.")
         return _split_samples(folder, split, self.turns, _stamp(folder, names))
 
-    def load(self, split: str, data_dir: Path) -> list[Sample]:
-        samples = list(self._samples(split, data_dir))
-        self._data_folder = Path(data_dir)
-        return samples
-
-    def _demonstrations(self, sample: Sample) -> list[Sample]:
-        if not self.options.shots:
-            return []
-        if self._shot_pool is None:
-            folder = self._data_folder or paths.data_root() / DATASET.folder
-            self._shot_pool = list(self._samples("train", folder))
-        return prompting.draw_shots(self._shot_pool, sample, self.options.shots, self.seed)
-
-    def build_request(self, sample: Sample) -> ChatRequest:
-        return prompting.build_request(self.options, self.roles, SYSTEM_PROMPT, sample.history, self._demonstrations(sample))
-
-    def parse_response(self, output: str) -> ParsedOutput:
-        return prompting.parse_output(self.options, output)

@@ -29,19 +29,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from harness import paths
 from harness.contract import (
-    ChatRequest,
     DataFile,
     Dataset,
-    ParsedOutput,
     Sample,
-    Task,
     Turn,
 )
 from harness.errors import DataError, HarnessError
 
-from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 from . import frames as video_frames
 from . import prompting
 
@@ -262,24 +257,21 @@ def _frames_root(frames_dir) -> tuple[Path | None, bool]:
     return Path(str(frames_dir)).expanduser(), True
 
 
-class MescTask(Task):
+class MescTask(prompting.PromptedTask):
     """MESC therapist-response generation (FIRES instances: 3721/445/454)."""
 
     name = "mesc"
     dataset = DATASET
     splits = ("train", "val", "test")
-    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
-    optional_metrics = OPTIONAL_RESPONSE_METRICS
     roles = prompting.Roles(seeker=CLIENT, supporter=THERAPIST, setting="a counselling session")
+    system_prompt = SYSTEM_PROMPT
 
     def __init__(self, prompt: str = "plain", shots: int = 0, frames_dir: str | None = None):
-        self.options = prompting.PromptOptions.parse(prompt, shots, task="mesc")
+        super().__init__(prompt, shots)
         self.frames_root, explicit = _frames_root(frames_dir)
         if explicit and self.frames_root is not None and not self.frames_root.is_dir():
             raise HarnessError(f"mesc: frames_dir {self.frames_root} is not a folder; make the frames with "
                                f"`harness data frames mesc --videos DIR --out {self.frames_root}`, or pass frames_dir=off.")
-        self._data_folder: Path | None = None
-        self._shot_pool: list[Sample] | None = None  # the train split, loaded once when shots > 0
         self._images: dict[str, tuple[str, ...]] = {}
 
     def _samples(self, split: str, folder: Path) -> list[Sample]:
@@ -293,38 +285,22 @@ class MescTask(Task):
         return _all_samples(folder, stamp)[split]
 
     def load(self, split: str, data_dir: Path) -> list[Sample]:
-        samples = list(self._samples(split, data_dir))
-        self._data_folder = Path(data_dir)
+        samples = super().load(split, data_dir)
         if self.frames_root is None or not self.frames_root.is_dir():
             return samples  # no frames anywhere: text only, samples exactly as built
         labelled = []
         for s in samples:
-            images = self._frames_of(s)
+            images = self.images(s)
             labelled.append(s.model_copy(update={"labels": {**s.labels, "frames": len(images)}}))
         return labelled
 
-    def _frames_of(self, sample: Sample) -> tuple[str, ...]:
+    def images(self, sample: Sample) -> tuple[str, ...]:
         if self.frames_root is None:
             return ()
         if sample.id not in self._images:
             found = video_frames.load_manifest(self.frames_root / sample.id.split("/", 1)[1]) or []
             self._images[sample.id] = tuple(str(p.resolve()) for p in found)
         return self._images[sample.id]
-
-    def _demonstrations(self, sample: Sample) -> list[Sample]:
-        if not self.options.shots:
-            return []
-        if self._shot_pool is None:
-            folder = self._data_folder or paths.data_root() / DATASET.folder
-            self._shot_pool = self._samples("train", folder)
-        return prompting.draw_shots(self._shot_pool, sample, self.options.shots, self.seed)
-
-    def build_request(self, sample: Sample) -> ChatRequest:
-        return prompting.build_request(self.options, self.roles, SYSTEM_PROMPT, sample.history,
-                                       self._demonstrations(sample), self._frames_of(sample))
-
-    def parse_response(self, output: str) -> ParsedOutput:
-        return prompting.parse_output(self.options, output)
 
     def prepare_frames(self, videos_dir: Path, data_dir: Path, out_dir: Path | None = None, progress: bool | None = None) -> video_frames.FramesReport:
         """Cut every sample's frames from the user's In Treatment episodes (see `tasks/frames.py`) into

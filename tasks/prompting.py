@@ -32,7 +32,8 @@ import random
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from harness.contract import (
     ChatRequest,
@@ -40,9 +41,12 @@ from harness.contract import (
     Message,
     ParsedOutput,
     Sample,
+    Task,
     Turn,
 )
 from harness.errors import HarnessError
+
+from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 
 PROMPT_MODES = ("plain", "fires", "fixed-cot", "flexible-cot")
 THINKING_MODES = ("fires", "fixed-cot", "flexible-cot")  # answers in the FIRES output format
@@ -315,3 +319,47 @@ def parse_output(options: PromptOptions, output: str) -> ParsedOutput:
     if options.thinking:
         return parse_thinking_output(output)
     return ParsedOutput(response=output.strip())
+
+
+class PromptedTask(Task):
+    """A response-generation task prompted through this module (MESC, ESConv, EMOTyDA-ESC). Subclasses set
+    `roles` and `system_prompt` and implement `_samples(split, folder)`; demonstrations (`shots=k`) come
+    from their train split, loaded once."""
+
+    roles: ClassVar[Roles]
+    system_prompt: ClassVar[str]
+    default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
+    optional_metrics = OPTIONAL_RESPONSE_METRICS
+
+    def __init__(self, prompt: str = "plain", shots: int = 0):
+        self.options = PromptOptions.parse(prompt, shots, task=self.name)
+        self._data_folder: Path | None = None
+        self._shot_pool: list[Sample] | None = None
+
+    def _samples(self, split: str, folder: Path) -> Sequence[Sample]:
+        raise NotImplementedError
+
+    def load(self, split: str, data_dir: Path) -> list[Sample]:
+        samples = list(self._samples(split, data_dir))
+        self._data_folder = Path(data_dir)
+        return samples
+
+    def images(self, sample: Sample) -> tuple[str, ...]:
+        """Image files shown with the sample (video frames); none by default."""
+        return ()
+
+    def _demonstrations(self, sample: Sample) -> list[Sample]:
+        if not self.options.shots:
+            return []
+        if self._shot_pool is None:
+            from harness import paths
+
+            folder = self._data_folder or paths.data_root() / self.dataset.folder
+            self._shot_pool = list(self._samples("train", folder))
+        return draw_shots(self._shot_pool, sample, self.options.shots, self.seed)
+
+    def build_request(self, sample: Sample) -> ChatRequest:
+        return build_request(self.options, self.roles, self.system_prompt, sample.history, self._demonstrations(sample), self.images(sample))
+
+    def parse_response(self, output: str) -> ParsedOutput:
+        return parse_output(self.options, output)
