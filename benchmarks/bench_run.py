@@ -35,7 +35,7 @@ def bare(data_root: Path) -> float:
     model = RetrievalModel(ModelContext(task=task, split="test", data_dir=folder, seed=0))
     outputs = model.generate([task.build_request(s) for s in samples])
     records = [SampleRecord(index=i, id=s.id, history=list(s.history), reference=s.reference, output=o.text, response=o.text) for i, (s, o) in enumerate(zip(samples, outputs))]
-    metrics = scoring.load_metrics(task.default_metrics)
+    metrics = scoring.load_metrics(task.default_metrics, task.optional_metrics)
     scoring.rescore(metrics, records)
     return time.perf_counter() - start
 
