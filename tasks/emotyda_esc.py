@@ -100,6 +100,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
+from . import merge_turns
 from . import prompting
 
 _REPO = "https://raw.githubusercontent.com/sahatulika15/EMOTyDA"
@@ -303,17 +304,6 @@ class Rule:
         if self.unlabelled == "drop" and any(u.emotion in UNLABELLED for u in target):
             return False
         return self.context == "any" or any(u.emotion in self.negative for u in answered)
-
-
-def merge_turns(utts: Iterable[Utterance]) -> list[list[Utterance]]:
-    """Consecutive utterances of one speaker become one turn."""
-    turns: list[list[Utterance]] = []
-    for u in utts:
-        if turns and turns[-1][0].speaker == u.speaker:
-            turns[-1].append(u)
-        else:
-            turns.append([u])
-    return turns
 
 
 def _history(groups: list[list[Utterance]], supporter: str) -> tuple[Turn, ...]:

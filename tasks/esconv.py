@@ -47,6 +47,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
+from . import merge_turns
 from . import prompting
 
 _DATA_REPO = "https://raw.githubusercontent.com/Dantoro/project_therapy"
@@ -165,17 +166,6 @@ def read_dialogues(path: Path, strategies: tuple[str, ...]) -> list[Dialogue]:
     if not dialogues:
         raise DataError(f"{path}: no dialogues; {_REFETCH}.")
     return dialogues
-
-
-def merge_turns(utts: tuple[Utterance, ...] | list[Utterance]) -> list[list[Utterance]]:
-    """Consecutive utterances of one speaker become one turn."""
-    turns: list[list[Utterance]] = []
-    for u in utts:
-        if turns and turns[-1][0].speaker == u.speaker:
-            turns[-1].append(u)
-        else:
-            turns.append([u])
-    return turns
 
 
 def _as_turn(group: list[Utterance]) -> Turn:

@@ -37,6 +37,7 @@ from harness.contract import (
 )
 from harness.errors import DataError, HarnessError
 
+from . import merge_turns
 from . import frames as video_frames
 from . import prompting
 
@@ -160,17 +161,6 @@ def split_assignment(dialogues: dict[int, list[Utterance]], folder: Path) -> dic
                 raise DataError(f"{path}: dialogue #{k} matches {len(matches)} MESC.csv dialogues (expected exactly 1); the files are from different MESC versions.")
             assignment[matches[0]] = split
     return assignment
-
-
-def merge_turns(utts: list[Utterance]) -> list[list[Utterance]]:
-    """Consecutive utterances of one speaker become one turn."""
-    turns: list[list[Utterance]] = []
-    for u in utts:
-        if turns and turns[-1][0].speaker == u.speaker:
-            turns[-1].append(u)
-        else:
-            turns.append([u])
-    return turns
 
 
 def target_turns(turns: list[list[Utterance]]) -> list[int]:

@@ -41,7 +41,7 @@ from typing import Any, Iterator, Sequence
 from ..contract import ChatModel, ChatRequest, GenerationConfig, ModelContext, ModelOutput
 from ..errors import HarnessError
 from .images import load_image, resolve_image
-from .weights import adapter_folder, fingerprint, model_files, resolve_model, sampling_overrides
+from .weights import adapter_folder, local_model_identity, model_files, resolve_model, sampling_overrides
 
 _DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "half": "float16"}
@@ -234,15 +234,7 @@ class HFModel(ChatModel):
 
     def cache_identity(self) -> dict[str, Any]:
         if self._identity is None:
-            identity: dict[str, Any] = {"model": self.model_id, "weights": fingerprint(self.weight_files), "dtype": self.dtype}
-            if self.gguf_file:
-                identity["gguf_file"] = self.gguf_file
-            if self.adapter is not None:
-                identity["adapter"] = str(self.adapter)
-                identity["adapter_weights"] = fingerprint(model_files(self.adapter))
-            if self.overrides:
-                identity["overrides"] = dict(self.overrides)
-            self._identity = identity
+            self._identity = local_model_identity(self.model_id, self.weight_files, self.dtype, self.gguf_file, self.adapter, self.overrides)
         return self._identity
 
     # ------------------------------------------------------------------ generation

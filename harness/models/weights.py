@@ -141,3 +141,16 @@ def sampling_overrides(adapter_name: str, **given) -> dict:
     if out.get("max_tokens", 1) < 1:
         raise HarnessError(f"{adapter_name}: max_tokens must be at least 1, got {out['max_tokens']}.")
     return out
+
+
+def local_model_identity(model_id: str, weight_files, dtype: str, gguf_file: str | None, adapter, overrides) -> dict:
+    """What makes an in-process model's answers (hf, vllm): weights, adapter, numerics, sampling overrides."""
+    identity: dict = {"model": model_id, "weights": fingerprint(weight_files), "dtype": dtype}
+    if gguf_file:
+        identity["gguf_file"] = gguf_file
+    if adapter is not None:
+        identity["adapter"] = str(adapter)
+        identity["adapter_weights"] = fingerprint(model_files(adapter))
+    if overrides:
+        identity["overrides"] = dict(overrides)
+    return identity
