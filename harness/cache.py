@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .contract import ChatModel, ChatRequest, ModelOutput
+from .contract import ChatModel, ChatRequest, ModelOutput, StreamingChatModel
 
 CACHE_FORMAT = 1
 
@@ -89,7 +89,7 @@ class ResponseCache:
             self._db.close()
 
 
-class CachedModel(ChatModel):
+class CachedModel(StreamingChatModel):
     """Wraps an adapter: answers what the cache holds, asks the adapter for the rest, stores it at once."""
 
     def __init__(self, inner: ChatModel, cache: ResponseCache | None):
@@ -103,11 +103,6 @@ class CachedModel(ChatModel):
     def cache_identity(self) -> dict[str, Any]:
         return self.inner.cache_identity()
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
-        outputs: list[ModelOutput | None] = [None] * len(requests)
-        for position, output in self.stream(requests):
-            outputs[position] = output
-        return outputs  # type: ignore[return-value]
 
     def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
         """Cached answers first, then the adapter's as they finish, each stored the moment it arrives."""

@@ -109,6 +109,20 @@ class ChatModel(ABC):
         pass
 
 
+class StreamingChatModel(ChatModel):
+    """An adapter whose natural interface is `stream` (concurrent, or batched out of order);
+    `generate` collects it back into request order."""
+
+    @abstractmethod
+    def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]: ...
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
+        outputs: list[ModelOutput | None] = [None] * len(requests)
+        for position, output in self.stream(requests):
+            outputs[position] = output
+        return outputs  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------- tasks
 
 

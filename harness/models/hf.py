@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..contract import ChatModel, ChatRequest, GenerationConfig, ModelContext, ModelOutput
+from ..contract import ChatRequest, GenerationConfig, ModelContext, ModelOutput, StreamingChatModel
 from ..errors import HarnessError
 from .images import load_image, resolve_image
 from .weights import adapter_folder, local_model_identity, model_files, resolve_model, sampling_overrides
@@ -83,7 +83,7 @@ class _Prompt:
     seeds: list[int] = field(default_factory=list)  # one per sampled choice
 
 
-class HFModel(ChatModel):
+class HFModel(StreamingChatModel):
     """transformers `generate` in this process (text and vision-language chat models)."""
 
     name = "hf"
@@ -239,11 +239,6 @@ class HFModel(ChatModel):
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
-        outputs: list[ModelOutput | None] = [None] * len(requests)
-        for position, output in self.stream(requests):
-            outputs[position] = output
-        return outputs  # type: ignore[return-value]
 
     def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
         """Prompts with the same settings are batched, longest first, so that little padding is needed."""

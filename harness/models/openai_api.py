@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ..contract import ChatModel, ChatRequest, Message, ModelContext, ModelOutput
+from ..contract import ChatRequest, Message, ModelContext, ModelOutput, StreamingChatModel
 from ..errors import HarnessError
 from .images import data_url, resolve_image
 
@@ -211,7 +211,7 @@ class _Loop:
             self.loop.close()
 
 
-class OpenAIModel(ChatModel):
+class OpenAIModel(StreamingChatModel):
     """Any OpenAI-compatible chat endpoint: concurrent, retried, streamed as answers finish."""
 
     name = "openai"
@@ -506,8 +506,3 @@ class OpenAIModel(ChatModel):
                 else:
                     finished.wait(timeout=10)
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
-        outputs: list[ModelOutput | None] = [None] * len(requests)
-        for position, output in self.stream(requests):
-            outputs[position] = output
-        return outputs  # type: ignore[return-value]
