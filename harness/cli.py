@@ -25,6 +25,16 @@ class _Group(click.Group):
             click.echo("interrupted; finished samples are saved - continue with `harness run --resume RUN_DIR`.", err=True)
             sys.exit(130)
 
+    # sub-commands of tasks and tools come from the esc_harness.commands entry points, imported lazily
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(registry.commands.names()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        if found is None and name in registry.commands.names():
+            found = registry.commands.get(name)
+        return found
+
 
 def parse_kv(text: str | None, option: str = "--model-args") -> dict[str, Any]:
     """`k=v,k2=v2` -> dict; values that read as JSON (numbers, true/false, null, lists) are converted."""

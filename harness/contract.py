@@ -182,6 +182,7 @@ class ScoredPair:
     response_tokens: list[str] = field(default_factory=list)
     reference_tokens: list[str] = field(default_factory=list)
     context: str = ""  # the seeker's last turn (what EPITOME classifiers read beside the response)
+    outcome: dict[str, Any] = field(default_factory=dict)  # a simulated dialogue's outcome (judge scores, final emotion)
 
 
 @dataclass
@@ -244,6 +245,14 @@ class RunHeader(BaseModel):
     n_samples: int  # samples this run covers (after --limit)
 
 
+class DialogueTurn(BaseModel):
+    """One turn of a simulated dialogue (multi-turn tasks: ESC-Eval, SAGE)."""
+
+    role: str  # "supporter" (the model under test) | "seeker" (the simulated user)
+    text: str
+    details: dict[str, Any] = {}  # per-turn facts, e.g. SAGE seeker turns {"emotion": 45, "change": 5, "thought": ...}
+
+
 class SampleRecord(BaseModel):
     """One line of samples.jsonl"""
 
@@ -259,6 +268,10 @@ class SampleRecord(BaseModel):
     parse_details: dict[str, Any] = {}
     usage: dict[str, int] = {}  # tokens, as the adapter reported them
     scores: dict[str, float] = {}  # per-sample values of the metrics that have them
+    # multi-turn tasks: the whole dialogue, and what it came to (SAGE {"final_emotion", "end",
+    # "trajectory"}; ESC-Eval {"judge": {dimension: 0-4 or None}, "judge_raw": {...}})
+    dialogue: list[DialogueTurn] | None = None
+    outcome: dict[str, Any] = {}
 
 
 class Summary(BaseModel):

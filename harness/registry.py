@@ -52,3 +52,5 @@ class Registry(Generic[T]):
 tasks: Registry = Registry("task", "esc_harness.tasks")
 models: Registry = Registry("model", "esc_harness.models")
 metrics: Registry = Registry("metric", "esc_harness.metrics")
+# click commands that tasks and tools add to `harness` (e.g. `harness sage rescore`), loaded on first use
+commands: Registry = Registry("command", "esc_harness.commands")

@@ -31,7 +31,7 @@ def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Met
 
 
 def pairs_of(records: Sequence[SampleRecord]) -> list[ScoredPair]:
-    return [ScoredPair(r.response, r.reference, tokenize(r.response), tokenize(r.reference), r.history[-1].text if r.history else "") for r in records]
+    return [ScoredPair(r.response, r.reference, tokenize(r.response), tokenize(r.reference), r.history[-1].text if r.history else "", dict(r.outcome)) for r in records]
 
 
 def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) -> list[dict[str, float]]:

@@ -1,0 +1,1 @@
+"""Reports built from runs: leaderboards, figures, human A/B rating sheets."""
