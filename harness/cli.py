@@ -58,12 +58,31 @@ def parse_kv(text: str | None, option: str = "--model-args") -> dict[str, Any]:
     return parsed
 
 
-def _metric_rows(summary) -> list[tuple[str, str]]:
+def model_spec(spec: str | None, args: str | None, option: str) -> tuple[str, dict[str, Any]]:
+    """`openai:gpt-4o` + `temperature=0.7` -> ("openai", {"model": "gpt-4o", "temperature": 0.7})."""
+    kwargs = parse_kv(args, option)
+    if not spec:
+        raise HarnessError(f"{option} given without its model; name the model too (e.g. --{option[2:-5]} openai:gpt-4o).")
+    name, sep, model = spec.partition(":")
+    if sep and model:
+        kwargs.setdefault("model", model)
+    return name, kwargs
+
+
+def metric_table(summary) -> str:
+    """Each metric with its interval, and how many samples had no value for it (unparseable judge scores)."""
     rows = []
     for name, value in summary.metrics.items():
         low_high = summary.intervals.get(name)
         rows.append((name, f"{value:.2f}" + (f"  [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else "")))
-    return rows
+    for name, count in summary.missing.items():
+        shown = next((i for i, (row_name, _) in enumerate(rows) if row_name == name), None)
+        note = f"  ({count} of {summary.n} missing)"
+        if shown is None:
+            rows.append((name, f"--{note}"))
+        else:
+            rows[shown] = (name, rows[shown][1] + note)
+    return _table(rows)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -92,22 +111,35 @@ def main() -> None:
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Resamples for the metrics' 95% intervals (0: none).")
 @click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted run folder.")
-def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, bootstrap, resume) -> None:
-    """Evaluate MODEL on TASK; writes a run folder and prints its metrics."""
-    from .runner import RunConfig, run as run_task
+@click.option("--seeker", help="Dialogue tasks: the model playing the seeker [default: --model].")
+@click.option("--seeker-args", help="Options of the seeker's adapter, k=v,k2=v2.")
+@click.option("--judge", help="Dialogue tasks: the model judging the dialogues [default: --model].")
+@click.option("--judge-args", help="Options of the judge's adapter, k=v,k2=v2.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Dialogue tasks: dialogues played at once.")
+def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, bootstrap, resume,
+        seeker, seeker_args, judge, judge_args, concurrency) -> None:
+    """Evaluate MODEL on TASK; writes a run folder and prints its metrics.
+
+    A model is an adapter name, optionally with its model: `openai:gpt-4o` is `openai` with model=gpt-4o."""
+    from .runner import RoleConfig, RunConfig, run as run_task
 
     if resume is None and not (task and model):
         raise HarnessError("give --task and --model (or --resume RUN_DIR); e.g. harness run --task mesc --model retrieval")
+    if concurrency < 1:
+        raise HarnessError(f"--concurrency must be at least 1, got {concurrency}.")
+    model_name, model_kwargs = model_spec(model, model_args, "--model-args") if model else ("", parse_kv(model_args))
+    roles = {name: RoleConfig(*model_spec(spec, args, f"--{name}-args"))
+             for name, spec, args in (("seeker", seeker, seeker_args), ("judge", judge, judge_args)) if spec or args}
     config = RunConfig(
-        task=task or "", model=model or "", split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
-        model_args=parse_kv(model_args), seed=seed, limit=limit, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
+        task=task or "", model=model_name, split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
+        model_args=model_kwargs, seed=seed, limit=limit, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
         output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache, bootstrap=bootstrap,
+        roles=roles, concurrency=concurrency,
     )
     result = run_task(config, resume=resume)
-    rows = _metric_rows(result.summary)
     click.echo(f"{result.summary.n} samples; model calls {result.model_calls}, cache hits {result.cache_hits}"
                + (f", {result.resumed_samples} samples already done" if resume else ""))
-    click.echo(_table(rows))
+    click.echo(metric_table(result.summary))
     click.echo(str(result.run_dir))
 
 
@@ -120,7 +152,7 @@ def score(run_dir: Path, metrics: str | None, bootstrap: int) -> None:
     from .runner import score as score_run
 
     summary = score_run(run_dir, [m.strip() for m in metrics.split(",")] if metrics else None, bootstrap)
-    click.echo(_table(_metric_rows(summary)))
+    click.echo(metric_table(summary))
 
 
 @main.command()
@@ -141,24 +173,6 @@ def compare(run_a: Path, run_b: Path, metrics: str | None, resamples: int, seed:
     click.echo(f"{result['shared']} shared samples; B - A with paired 95% interval and p-value")
     click.echo(_table([(r["metric"], f"A {r['a']:.2f}  B {r['b']:.2f}  diff {r['difference']:+.2f}  [{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]  p={r['p_value']:.4f}")
                        for r in result["metrics"]]))
-
-
-@main.command()
-@click.option("--runs", type=click.Path(path_type=Path, file_okay=False), default=Path("results/runs"), show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE instead of stdout.")
-@click.option("--all", "keep_all", is_flag=True, help="Every run, not only the latest per model / task / split.")
-def leaderboard(runs: Path, fmt: str, out: Path | None, keep_all: bool) -> None:
-    """One table of all finished runs: rows model / task / split, columns metrics."""
-    from .leaderboard import collect, render
-
-    text = render(collect(runs, keep_all), fmt)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        click.echo(str(out))
-    else:
-        click.echo(text, nl=False)
 
 
 @main.command("list")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,14 @@ class Turn(BaseModel):
     speaker: str  # dataset's own role name, e.g. "Client" / "Therapist"
     text: str
     frames: tuple[str, ...] = ()  # image files (relative to the data dir) shown with this turn
+
+
+class DialogueTurn(BaseModel):
+    """One turn of a simulated dialogue (multi-turn tasks: ESC-Eval, SAGE)."""
+
+    role: str  # "supporter" (the model under test) | "seeker" (the simulated user)
+    text: str
+    details: dict[str, Any] = {}  # per-turn facts, e.g. SAGE seeker turns {"emotion": 45, "change": 5, "thought": ...}
 
 
 class Sample(BaseModel):
@@ -89,6 +97,9 @@ class ChatModel(ABC):
 
     name: ClassVar[str]
     batch_size: ClassVar[int] = 16  # requests handed to `generate` at once; results are saved per batch
+    # `stream` calls that may run at once from different threads (simulated dialogues each ask one request
+    # at a time): adapters that send requests to a server concurrently take many, in-process ones one
+    parallel_calls: ClassVar[int] = 1
 
     @abstractmethod
     def cache_identity(self) -> dict[str, Any]:
@@ -165,6 +176,32 @@ class Task(ABC):
         return ParsedOutput(response=output.strip())
 
 
+# a dialogue asks a role ("model" = the model under test, or one of the task's `roles`) one request
+Ask = Callable[[str, ChatRequest], ModelOutput]
+
+
+@dataclass
+class DialogueResult:
+    turns: list[DialogueTurn]
+    outcome: dict[str, Any]  # what the dialogue came to: judge scores, final emotion, how it ended
+
+
+class DialogueTask(Task):
+    """A multi-turn benchmark (ESC-Eval, SAGE): the model under test talks with a simulated seeker and the
+    dialogue is scored by a judge or by the seeker itself. Every role is a model adapter chosen by name;
+    every call goes through the response cache, so an interrupted run replays finished turns for free."""
+
+    roles: ClassVar[tuple[str, ...]]  # roles besides "model", e.g. ("seeker", "judge")
+    prompt_version: ClassVar[str]  # changes whenever a role's prompt changes; recorded in run.json
+
+    def build_request(self, sample: Sample) -> ChatRequest:
+        raise TypeError(f"{self.name} is a dialogue task: it is played with `play`, not asked one request.")
+
+    @abstractmethod
+    def play(self, sample: Sample, ask: Ask) -> DialogueResult:
+        """Run one whole dialogue (blocking; dialogues run concurrently in threads)."""
+
+
 class ParsedOutput(BaseModel):
     response: str  # what the metrics score
     format_ok: bool = True  # did the output follow the format the prompt asked for
@@ -189,6 +226,7 @@ class ScoredPair:
 class MetricValue:
     corpus: float  # the number reported (x100 where the papers do)
     per_sample: list[float] | None = None  # where the corpus value is a mean over samples
+    missing: int = 0  # samples without a value (e.g. an unparseable judge score): left out, never 0
 
 
 class Metric(ABC):
@@ -222,6 +260,14 @@ class Metric(ABC):
 SCHEMA_VERSION = 1
 
 
+class RoleRecord(BaseModel):
+    """A role of a dialogue task and the model that played it."""
+
+    model: str
+    model_args: dict[str, Any] = {}  # secrets redacted
+    model_identity: dict[str, Any] = {}
+
+
 class RunHeader(BaseModel):
     """run.json"""
 
@@ -243,14 +289,9 @@ class RunHeader(BaseModel):
     finished_at: str | None = None
     status: str = "running"  # running | finished
     n_samples: int  # samples this run covers (after --limit)
-
-
-class DialogueTurn(BaseModel):
-    """One turn of a simulated dialogue (multi-turn tasks: ESC-Eval, SAGE)."""
-
-    role: str  # "supporter" (the model under test) | "seeker" (the simulated user)
-    text: str
-    details: dict[str, Any] = {}  # per-turn facts, e.g. SAGE seeker turns {"emotion": 45, "change": 5, "thought": ...}
+    roles: dict[str, RoleRecord] = {}  # dialogue tasks: seeker, judge ... (the model under test is `model`)
+    prompt_version: str | None = None  # dialogue tasks: version of the roles' prompts
+    source: str | None = None  # outputs not made by `model` here: a re-judged run or published transcripts
 
 
 class SampleRecord(BaseModel):
@@ -285,6 +326,7 @@ class Summary(BaseModel):
     bootstrap: dict[str, Any] = {}  # {"resamples": ..., "seed": ..., "confidence": ...}
     format_errors: int = 0  # samples whose output did not follow the requested format (still scored)
     usage: dict[str, int] = {}  # token usage summed over samples
+    missing: dict[str, int] = {}  # per metric: samples left out for want of a value (unparseable judge scores)
 
 
 ON_DISK: dict[str, type[BaseModel]] = {
@@ -292,3 +334,4 @@ ON_DISK: dict[str, type[BaseModel]] = {
     "samples.jsonl": SampleRecord,
     "summary.json": Summary,
 }
+# (a dialogue task's calls cache, calls.sqlite, sits beside them when the run is made with --no-cache)

@@ -1,6 +1,7 @@
 """Running a task with a model: a new run or the resumption of an interrupted one."""
 from __future__ import annotations
 
+import json
 import platform
 import re
 import subprocess
@@ -13,16 +14,23 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from . import datafiles, paths, registry, scoring, store
+from . import datafiles, dialogues, paths, registry, scoring, store
 from .cache import CachedModel, ResponseCache
-from .contract import ChatModel, ModelContext, RunHeader, Sample, SampleRecord, Summary, Task
+from .contract import ChatModel, DialogueTask, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
 
 SCORE_BATCH = 64  # finished samples scored and written together
 FLUSH_SECONDS = 1.0  # ... or after this long, whichever comes first
 _SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 REDACTED = "<redacted>"
+CALLS_CACHE = "calls.sqlite"  # a dialogue run's own cache when the shared one is off: resuming needs it
 _RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai", "xllamacpp", "bert-score")
+
+
+@dataclass
+class RoleConfig:
+    model: str
+    model_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +48,10 @@ class RunConfig:
     cache_path: Path | None = None
     use_cache: bool = True
     bootstrap: int = 1000  # resamples for the metrics' confidence intervals (0: none)
+    # dialogue tasks: the model of each role besides the model under test (a role not given is played by
+    # the model under test), and how many dialogues run at once
+    roles: dict[str, RoleConfig] = field(default_factory=dict)
+    concurrency: int = 8
 
 
 @dataclass
@@ -102,7 +114,7 @@ def load_samples(task: Task, split: str, data_dir: Path | None, limit: int | Non
     return samples, folder, hashes
 
 
-def _new_run_dir(output_dir: Path, config: RunConfig) -> Path:
+def new_run_dir(output_dir: Path, config: RunConfig) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{config.task}-{config.model}-{config.split}")
     run_dir = output_dir / f"{stamp}-{slug}-{uuid.uuid4().hex[:6]}"
@@ -113,18 +125,48 @@ def _new_run_dir(output_dir: Path, config: RunConfig) -> Path:
 def _config_from_header(header: RunHeader, override: RunConfig | None) -> RunConfig:
     """The recorded configuration; secrets must come again from the command line or the environment."""
     config = RunConfig(task=header.task, model=header.model, split=header.split, task_args=dict(header.task_args),
-                       model_args=dict(header.model_args), seed=header.seed, limit=header.limit, metrics=list(header.metrics))
+                       model_args=dict(header.model_args), seed=header.seed, limit=header.limit, metrics=list(header.metrics),
+                       roles={name: RoleConfig(r.model, dict(r.model_args)) for name, r in header.roles.items()})
     if override is not None:
         for name in ("task", "model", "split"):
             given = getattr(override, name)
             if given and given != getattr(config, name):
                 raise HarnessError(f"--resume: the run was made with {name} '{getattr(config, name)}', not '{given}'; drop --{name} or start a new run.")
-        config.model_args.update({k: v for k, v in override.model_args.items() if config.model_args.get(k) == REDACTED})
+        _fill_secrets(config.model_args, override.model_args)
+        for name, role in config.roles.items():
+            given_role = override.roles.get(name)
+            if given_role is not None:
+                if given_role.model != role.model:
+                    raise HarnessError(f"--resume: the run's {name} is '{role.model}', not '{given_role.model}'; drop --{name} or start a new run.")
+                _fill_secrets(role.model_args, given_role.model_args)
         config.data_dir, config.cache_path, config.use_cache, config.bootstrap = override.data_dir, override.cache_path, override.use_cache, override.bootstrap
+        config.concurrency = override.concurrency
     missing = [k for k, v in config.model_args.items() if v == REDACTED]
+    missing += [f"{k} (--{name}-args)" for name, role in config.roles.items() for k, v in role.model_args.items() if v == REDACTED]
     if missing:
         raise HarnessError(f"--resume: pass the secret model argument(s) {', '.join(missing)} again with --model-args (they are never stored).")
     return config
+
+
+def _fill_secrets(recorded: dict[str, Any], given: dict[str, Any]) -> None:
+    recorded.update({k: v for k, v in given.items() if recorded.get(k) == REDACTED})
+
+
+def _role_configs(task: Task, config: RunConfig) -> dict[str, RoleConfig]:
+    """Every role of a dialogue task with its model; roles not given are played by the model under test."""
+    if not isinstance(task, DialogueTask):
+        if config.roles:
+            raise HarnessError(f"task {task.name} is single-turn; --{next(iter(config.roles))} applies to dialogue tasks only.")
+        return {"model": RoleConfig(config.model, config.model_args)}
+    unknown = [name for name in config.roles if name not in task.roles]
+    if unknown:
+        raise HarnessError(f"task {task.name} has no role '{unknown[0]}'; its roles are {', '.join(task.roles)}.")
+    roles = {"model": RoleConfig(config.model, config.model_args)}
+    for name in task.roles:
+        roles[name] = config.roles.get(name) or RoleConfig(config.model, dict(config.model_args))
+    for role in roles.values():
+        registry.models.get(role.model)  # an unknown model name fails before anything is loaded
+    return roles
 
 
 def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
@@ -133,24 +175,33 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
         config = _config_from_header(header, config)
         run_dir = resume
     task = load_task(config.task, config.task_args, config.seed)
-    registry.models.get(config.model)  # an unknown model name fails before anything is loaded
+    roles = _role_configs(task, config)
     metrics = scoring.load_metrics(config.metrics or task.default_metrics, () if config.metrics else task.optional_metrics)  # fails early if e.g. WordNet is missing
     metric_names = [m.name for m in metrics]
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
 
     if resume is not None and header.data != hashes:
         raise HarnessError(f"--resume: the dataset files changed since {run_dir} was started; resume with the same data or start a new run.")
-    model = _open_model(config, task, data_folder)  # before any folder is made: bad model args leave nothing behind
+    models = open_models(config, task, data_folder, roles)  # before any folder is made: bad model args leave nothing behind
+    model = models["model"]
+    dialogue_task = task if isinstance(task, DialogueTask) else None
     try:
         if resume is None:
-            run_dir = _new_run_dir(Path(config.output_dir), config)
+            run_dir = new_run_dir(Path(config.output_dir), config)
             header = RunHeader(
                 run_id=run_dir.name, task=config.task, task_args=config.task_args, model=config.model,
                 model_args=redact(config.model_args), model_identity=model.cache_identity(), split=config.split,
                 seed=config.seed, limit=config.limit, metrics=metric_names, data=hashes, git_revision=git_revision(),
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
+                roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=models[name].cache_identity())
+                       for name, role in roles.items() if name != "model"},
+                prompt_version=dialogue_task.prompt_version if dialogue_task else None,
             )
             store.write_json(run_dir / store.HEADER, header)
+        if dialogue_task and not config.use_cache:
+            calls = ResponseCache(run_dir / CALLS_CACHE)
+            for m in unique_models(models):
+                m.cache = calls
         with store.locked(run_dir):
             done = {r.id: r for r in store.read_records(run_dir, repair=True)}
             ids = {s.id for s in samples}
@@ -158,7 +209,16 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             if stray:
                 raise HarnessError(f"{run_dir}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
             todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
-            _generate(task, model, metrics, todo, run_dir, config.seed, progress)
+            if dialogue_task:
+                clients = {m_id: dialogues.RoleClient(m) for m_id, m in {id(m): m for m in models.values()}.items()}
+                try:
+                    dialogues.play(dialogue_task, {name: clients[id(m)] for name, m in models.items()}, metrics, todo, run_dir,
+                                   config.concurrency, progress)
+                finally:
+                    for client in clients.values():
+                        client.close()
+            else:
+                _generate(task, model, metrics, todo, run_dir, config.seed, progress)
             records = store.read_records(run_dir)
             if len(records) != len(samples):
                 raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
@@ -166,21 +226,52 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             store.write_json(run_dir / store.SUMMARY, summary)
             store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
     finally:
-        model.close()
-        if model.cache is not None:
-            model.cache.close()
-    return RunResult(run_dir, summary, model.calls, model.hits, len(done))
+        close_models(models)
+    unique = unique_models(models)
+    return RunResult(run_dir, summary, sum(m.calls for m in unique), sum(m.hits for m in unique), len(done))
 
 
-def _open_model(config: RunConfig, task: Task, data_folder: Path) -> CachedModel:
-    adapter = registry.models.get(config.model)
+def unique_models(models: dict[str, CachedModel]) -> list[CachedModel]:
+    return list({id(m): m for m in models.values()}.values())
+
+
+def open_models(config: RunConfig, task: Task, data_folder: Path, roles: dict[str, RoleConfig]) -> dict[str, CachedModel]:
+    """One adapter per distinct (model, args): roles played by the same model share it (one server, one GPU copy)."""
     context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=config.seed)
-    try:
-        inner: ChatModel = adapter(context, **config.model_args)
-    except TypeError as exc:
-        raise HarnessError(f"model '{config.model}': bad --model-args ({exc}).") from None
     cache = ResponseCache(paths.cache_path(config.cache_path)) if config.use_cache else None
-    return CachedModel(inner, cache)
+    opened: dict[str, CachedModel] = {}
+    by_role: dict[str, CachedModel] = {}
+    try:
+        for name, role in roles.items():
+            key = json.dumps([role.model, role.model_args], sort_keys=True, default=str)
+            if key not in opened:
+                adapter = registry.models.get(role.model)
+                try:
+                    inner: ChatModel = adapter(context, **role.model_args)
+                except TypeError as exc:
+                    option = "--model-args" if name == "model" else f"--{name}-args"
+                    raise HarnessError(f"model '{role.model}' ({name}): bad {option} ({exc}).") from None
+                opened[key] = CachedModel(inner, cache)
+            by_role[name] = opened[key]
+    except BaseException:
+        for m in opened.values():
+            m.close()
+        if cache is not None:
+            cache.close()
+        raise
+    return by_role
+
+
+def close_models(models: dict[str, CachedModel]) -> None:
+    caches = []
+    for m in unique_models(models):
+        try:
+            m.close()
+        finally:
+            if m.cache is not None and all(m.cache is not c for c in caches):
+                caches.append(m.cache)
+    for cache in caches:
+        cache.close()
 
 
 def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> None:

@@ -1,6 +1,8 @@
 """Scoring responses: per sample as they finish (metrics that average), per corpus at the end."""
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 from .contract import Metric, SampleRecord, ScoredPair, Summary
@@ -52,6 +54,7 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
     Every metric gets a percentile bootstrap interval (resampling samples) unless resamples is 0."""
     ordered = sorted(records, key=lambda r: r.index)
     values: dict[str, float] = {}
+    missing: dict[str, int] = {}
     corpus_metrics = [m for m in metrics if not m.per_sample]
     if (corpus_metrics or resamples > 0) and pairs is None:
         pairs = pairs_of(ordered)
@@ -62,17 +65,23 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
                 raise HarnessError(f"{len(ordered) - len(column)} samples have no '{metric.name}' score; run `harness score RUN_DIR` to recompute.")
             values[metric.name] = sum(column) / len(column) if column else 0.0
         else:
-            values[metric.name] = metric.compute(pairs).corpus
+            value = metric.compute(pairs)
+            if value.missing:
+                missing[metric.name] = value.missing
+            if math.isnan(value.corpus):  # no sample has a value: reported as missing, not as a number
+                continue
+            values[metric.name] = value.corpus
     usage: dict[str, int] = {}
     for r in ordered:
         for k, v in r.usage.items():
             usage[k] = usage.get(k, 0) + v
     per_sample = {m.name: [r.scores[m.name] for r in ordered] for m in metrics if m.per_sample}
     bounds = uncertainty.intervals(metrics, pairs or [], per_sample, resamples, seed) if resamples > 0 else {}
+    bounds = {k: v for k, v in bounds.items() if k in values and all(math.isfinite(x) for x in v)}
     return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics},
                    intervals=bounds, bootstrap={"resamples": resamples, "seed": seed, "confidence": uncertainty.CONFIDENCE,
                               "method": {m.name: uncertainty.interval_method(m) for m in metrics}} if bounds else {},
-                   format_errors=sum(not r.format_ok for r in ordered), usage=usage)
+                   format_errors=sum(not r.format_ok for r in ordered), usage=usage, missing=missing)
 
 
 def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord], resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> tuple[list[SampleRecord], Summary]:

@@ -44,17 +44,24 @@ def test_run_score_leaderboard(tmp_path, data_root):
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(open(os.path.join(run_dir, "summary.json")).read()) == summary
 
-    for fmt, marker in (("md", "|"), ("csv", ","), ("latex", "\\begin{tabular}")):
-        out = tmp_path / f"board.{fmt}"
-        board = harness("leaderboard", "--runs", str(runs), "--format", fmt, "--out", str(out))
-        assert board.returncode == 0, board.stderr
-        text = out.read_text()
+    board = harness("leaderboard", "--runs", str(runs))  # Markdown on stdout
+    assert board.returncode == 0, board.stderr
+    assert board.stdout.startswith("## mesc (test)") and "| retrieval | measured | 12 |" in board.stdout
+    assert f"{summary['metrics']['bleu-2']:.2f} [{summary['intervals']['bleu-2'][0]:.2f}, {summary['intervals']['bleu-2'][1]:.2f}]" in board.stdout
+    assert "| FIRES | FIRES Table 1, Table 2, Table 4 | 454 |" in board.stdout  # published rows beside the run
+    out = tmp_path / "board"
+    board = harness("leaderboard", "--runs", str(runs), "--format", "md,csv,latex", "--out", str(out), "--no-figures")
+    assert board.returncode == 0, board.stderr
+    assert board.stdout.split() == [str(out / name) for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex")]
+    for name, marker in (("leaderboard.md", "|"), ("leaderboard.csv", ","), ("leaderboard.tex", "\\begin{tabular}")):
+        text = (out / name).read_text()
         assert marker in text and "retrieval" in text and "mesc" in text
-        if fmt != "csv":  # md and latex round to 2 decimals; csv keeps full precision
+        if name != "leaderboard.csv":  # md and latex round to 2 decimals; csv keeps full precision
             assert f"{summary['metrics']['bleu-2']:.2f}" in text
-    rows = list(csv.DictReader((tmp_path / "board.csv").open()))
+    rows = [r for r in csv.DictReader((out / "leaderboard.csv").open()) if r["kind"] == "measured"]
     assert len(rows) == 1 and (rows[0]["model"], rows[0]["task"], rows[0]["split"], rows[0]["n"]) == ("retrieval", "mesc", "test", "12")
     assert float(rows[0]["bleu-2"]) == pytest.approx(summary["metrics"]["bleu-2"])
+    assert float(rows[0]["bleu-2_low"]) == pytest.approx(summary["intervals"]["bleu-2"][0])
 
 
 def test_data_stats_gives_the_paper_counts(data_root):
@@ -91,6 +98,7 @@ def test_bad_options_are_one_line_errors(tmp_path, data_root):
     assert_one_line_error(harness("run", "--task", "mesc"), "--model")
     assert_one_line_error(harness("score", str(tmp_path)), "run.json: not found")
     assert_one_line_error(harness("leaderboard", "--runs", str(tmp_path)), "no finished runs")
+    assert_one_line_error(harness("leaderboard", "--runs", str(tmp_path), "--format", "html"), "give --out DIR")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

@@ -36,11 +36,15 @@ class LevelPredictor(Protocol):
 
 
 class TrainedClassifiers:
-    """The three classifiers of one folder, loaded on first use; predictions memoised per (seeker, response)."""
+    """The three classifiers of one folder, loaded on first use; predictions memoised per (seeker, response).
+
+    Where the three share their frozen encoders (`baselines.epitome.model.share`), asking for one mechanism's
+    levels computes all three's, for about the cost of one; otherwise each mechanism runs on its own."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._models: dict[str, Any] = {}
+        self._shared: Any = None
         self._memo: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
 
@@ -53,14 +57,25 @@ class TrainedClassifiers:
         with self._lock:
             todo = sorted({(s, r) for s, r in zip(seekers, responses) if (mechanism, s, r) not in self._memo})
             if todo:
-                if mechanism not in self._models:
-                    from baselines.epitome.model import Classifier
-
-                    self._models[mechanism] = Classifier(self.folder / mechanism)
-                levels = self._models[mechanism].predict([s for s, _ in todo], [r for _, r in todo])
-                for key, level in zip(todo, levels):
-                    self._memo[(mechanism, *key)] = int(level)
+                for m, levels in self._levels(mechanism, [s for s, _ in todo], [r for _, r in todo]).items():
+                    for key, level in zip(todo, levels):
+                        self._memo.setdefault((m, *key), int(level))  # a level once given never changes
             return [self._memo[(mechanism, s, r)] for s, r in zip(seekers, responses)]
+
+    def _levels(self, mechanism: str, seekers: Sequence[str], responses: Sequence[str]) -> dict[str, list[int]]:
+        """The levels of `mechanism`, and of the other mechanisms too where they come at no extra cost."""
+        self._load()
+        if self._shared is not None:
+            return {m: logits.argmax(dim=-1).tolist() for m, logits in self._shared.logits(seekers, responses).items()}
+        return {mechanism: self._models[mechanism].predict(seekers, responses)}
+
+    def _load(self) -> None:
+        if self._models:
+            return
+        from baselines.epitome.model import Classifier, share
+
+        self._models = {m: Classifier(self.folder / m) for m in MECHANISMS}
+        self._shared = share(self._models)
 
     def describe(self) -> dict[str, Any]:
         import json
@@ -128,10 +143,10 @@ def _check() -> None:
 
 
 def squared_differences(mechanism: str, pairs: Sequence[ScoredPair]) -> list[float]:
-    p = predictor()
+    # one call for both sides, so that each seeker text is encoded once
     seekers = [pair.context for pair in pairs]
-    generated = p.predict(mechanism, seekers, [pair.response for pair in pairs])
-    reference = p.predict(mechanism, seekers, [pair.reference for pair in pairs])
+    levels = predictor().predict(mechanism, seekers * 2, [pair.response for pair in pairs] + [pair.reference for pair in pairs])
+    generated, reference = levels[: len(pairs)], levels[len(pairs) :]
     return [float((g - r) ** 2) for g, r in zip(generated, reference)]
 
 

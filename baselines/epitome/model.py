@@ -251,6 +251,10 @@ class Encoder:
     def _prep(self, text: str) -> str:
         return text.lower() if self.config.lowercase else text
 
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's input ids, as `encode` gives a bi-encoder's seeker or response."""
+        return self.tok([self._prep(t) for t in texts], truncation=True, max_length=self.config.max_len)["input_ids"]
+
     def encode(self, seekers: Sequence[str], responses: Sequence[str], rationales: Sequence[Sequence[str]] | None = None) -> list[dict[str, list[int]]]:
         seekers = [self._prep(s) for s in seekers]
         responses = [self._prep(r) for r in responses]
@@ -379,6 +383,116 @@ def predict_logits(model: nn.Module, encoder: Encoder, seekers: Sequence[str], r
         out[idx] = logits.float().cpu()
     model.train(was_training)
     return out
+
+
+# --------------------------------------------------------------------------- several mechanisms at once
+
+
+class SharedBiEncoders:
+    """Bi-encoder classifiers of several mechanisms scored together, running once what they share.
+
+    Their seeker encoder is frozen in training, so it is the same in every mechanism: each unique seeker text
+    is encoded once. Their response encoders share the frozen embeddings and bottom layers (only the top
+    `train_layers` are trained): each unique response runs those once, and only the top layers, the attention
+    and the head run per mechanism. The logits equal each classifier's own `logits` up to float rounding.
+    Build it with `share`, which checks the weights rather than trusting the training settings.
+    """
+
+    def __init__(self, classifiers: dict[str, Classifier], bottom_layers: int):
+        self.classifiers = classifiers
+        self.bottom_layers = bottom_layers
+        self.first = next(iter(classifiers.values()))
+
+    @torch.inference_mode()
+    def logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Per mechanism, the logits of each (seeker, response) pair, in input order."""
+        seeker_texts, seeker_of = _unique(seekers)
+        response_texts, response_of = _unique(responses)
+        model = self.first.model
+        seeker_states = self._states(seeker_texts, model.encode_seeker, batch_size)
+        bottoms = self._states(response_texts, self._bottom, batch_size)
+        # batches formed by length, as predict_logits does, so little padding is computed
+        order = sorted(range(len(responses)), key=lambda i: (len(bottoms[response_of[i]]), len(seeker_states[seeker_of[i]])))
+        out = {m: torch.empty(len(responses), c.model.empathy_classifier.out_proj.out_features) for m, c in self.classifiers.items()}
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            bottom, mask = _stack([bottoms[response_of[i]] for i in idx])
+            states, seeker_mask = _stack([seeker_states[seeker_of[i]] for i in idx])
+            batch = {"attention_mask": mask, "seeker_attention_mask": seeker_mask}
+            for m, c in self.classifiers.items():
+                out[m][idx] = c.model(batch, seeker_states=states, bottom=bottom, bottom_layers=self.bottom_layers)[0].float().cpu()
+        return out
+
+    def _bottom(self, input_ids, attention_mask):
+        return encoder_bottom(self.first.model.responder_encoder.roberta, input_ids, attention_mask, None, self.bottom_layers)
+
+    def _states(self, texts: Sequence[str], run, batch_size: int) -> list[torch.Tensor]:
+        """Per text, `run(input_ids, attention_mask)`'s states of its tokens (tokens x hidden), in length-sorted batches."""
+        ids = self.first.encoder.token_ids(texts)
+        pad = self.first.tokenizer.pad_token_id
+        states: list[torch.Tensor] = [None] * len(ids)  # type: ignore[list-item]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            input_ids = _pad([ids[i] for i in idx], pad).to(self.first.device)
+            mask = _pad([[1] * len(ids[i]) for i in idx], 0).to(self.first.device)
+            hidden = run(input_ids, mask)
+            for row, i in enumerate(idx):
+                states[i] = hidden[row, : len(ids[i])]
+        return states
+
+
+def share(classifiers: dict[str, Classifier]) -> SharedBiEncoders | None:
+    """The classifiers as one `SharedBiEncoders`, or None where they cannot share their encoders (another
+    architecture, other tokenisation, a seeker encoder or response embeddings that differ, e.g. the original
+    checkpoints, fine-tuned in full): then each must run on its own."""
+    first, *rest = classifiers.values()
+    if any(c.config.arch != "bi" or not _same_inputs(first, c) for c in classifiers.values()):
+        return None
+    if not all(_same_weights(first.model.seeker_encoder, c.model.seeker_encoder) for c in rest):
+        return None
+    responders = [c.model.responder_encoder.roberta for c in classifiers.values()]
+    if not all(_same_weights(responders[0].embeddings, r.embeddings) for r in responders[1:]):
+        return None
+    shared = 0
+    for layers in zip(*(r.encoder.layer for r in responders)):
+        if not all(_same_weights(layers[0], layer) for layer in layers[1:]):
+            break
+        shared += 1
+    return SharedBiEncoders(classifiers, shared)
+
+
+def _same_inputs(a: Classifier, b: Classifier) -> bool:
+    """Same encoder configuration, truncation, casing, device and tokenizer files: the same texts give the same inputs."""
+    def settings(c: Classifier) -> dict[str, Any]:
+        return {**asdict(c.config), "mechanism": None, "extra": None, "device": c.device}
+
+    return settings(a) == settings(b) and _same_files(a.folder / "tokenizer", b.folder / "tokenizer")
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _unique(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The distinct texts and, per input text, its position among them."""
+    index: dict[str, int] = {}
+    positions = [index.setdefault(t, len(index)) for t in texts]
+    return list(index), positions
+
+
+def _stack(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-text states padded with zeros into one batch, and its attention mask."""
+    states = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+    lengths = torch.tensor([len(r) for r in rows], device=states.device)
+    mask = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]).long()
+    return states, mask
 
 
 # --------------------------------------------------------------------------- the original checkpoints

@@ -160,6 +160,7 @@ class LocalModel(ChatModel):
 
     name = "local"
     batch_size = 64
+    parallel_calls = 64  # requests go to a server concurrently (bounded by its connections)
 
     def __init__(
         self,

@@ -216,6 +216,7 @@ class OpenAIModel(StreamingChatModel):
 
     name = "openai"
     batch_size = 64
+    parallel_calls = 64  # requests go to a server concurrently (bounded by its connections)
 
     def __init__(
         self,

@@ -1,0 +1,565 @@
+"""Leaderboard tables: measured runs and published numbers, one table per task and split.
+
+- Rows: the latest finished run of each model / task options / split (harness/leaderboard.py), then the
+  published rows of `baselines/published/*.json` for that task and split, marked as published.
+- Columns: one per metric *variant*. A measured metric's variant is read from the run's
+  `summary.json` `metric_info` (backbone, classifier, judge ... see VARIANT_FIELDS) and, for the
+  dialogue metrics (sage-*, esc-eval-*), from the models that played the seeker and the judge; runs whose
+  variants differ get separate columns `metric [field=value]`. A published number joins a measured
+  column only when its file's `match` says the variant is the same (baselines/published/__init__.py),
+  else it gets its own column `metric [variant]`: a MiniLM BERTScore never sits beside a roberta-large one.
+- Cells: value, the run's 95% interval [low, high] where summary.json has one, the best value of each
+  column marked (lower is better for diff-epitome* and sage-failure) and, with a reference model, a dagger
+  where the paired test (harness.uncertainty.compare over the samples both runs share) gives p < 0.05.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from harness import registry, scoring, store, uncertainty
+from harness.contract import Metric, MetricValue, ScoredPair, SampleRecord
+from harness.errors import HarnessError
+from harness.leaderboard import RunEntry, collect_runs
+
+FORMATS = ("md", "csv", "latex", "html")
+ALPHA = 0.05  # significance level of the dagger
+DAGGER = "\u2020"
+
+# metric_info fields that change what a number means (not only its last decimals)
+VARIANT_FIELDS = ("backbone", "num_layers", "idf", "rescale_with_baseline", "classifier", "judge", "simulator", "scale")
+DIALOGUE_PREFIXES = ("sage-", "esc-eval-")
+ESC_EVAL_DIMENSIONS = ("fluency", "expression", "empathy", "information", "humanoid", "skill", "overall")
+
+# the order columns appear in (metrics not listed follow, in the order they are first seen)
+CANONICAL_ORDER = (
+    "bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor",
+    "bertscore-f1-minilm", "bertscore-p-minilm", "bertscore-r-minilm",
+    "bertscore-f1-roberta-large", "bertscore-p-roberta-large", "bertscore-r-roberta-large",
+    "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain", "f1", "length",
+    "diff-epitome", "diff-epitome-er", "diff-epitome-ip", "diff-epitome-ex",
+    "sage-score", "sage-success", "sage-failure",
+    *(f"esc-eval-{d}" for d in ESC_EVAL_DIMENSIONS), "esc-eval-average", "esc-eval-score",
+)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith("diff-epitome") or metric == "sage-failure"
+
+
+def decimals(metric: str) -> int:
+    if metric.startswith("diff-epitome"):
+        return 4
+    if metric in ("sage-success", "sage-failure"):
+        return 0
+    return 2
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+# --------------------------------------------------------------------------- structures
+
+
+@dataclass
+class Column:
+    key: tuple  # ("m", metric, signature) for a measured variant, ("p", metric, variant) for a published-only one
+    metric: str
+    label: str
+    variants: list[tuple[str, str]] = field(default_factory=list)  # (who, how it was computed), for the footnotes
+    higher_is_better: bool = True
+    measured: bool = False  # holds measured values
+
+    @property
+    def arrow(self) -> str:
+        return "\u2191" if self.higher_is_better else "\u2193"
+
+
+@dataclass
+class Cell:
+    value: float
+    interval: tuple[float, float] | None = None
+    best: bool = False
+    p_value: float | None = None  # paired test against the reference row
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "measured" | "published"
+    source: str  # "measured", or e.g. "FIRES Table 1"
+    n: int | None
+    cells: dict[tuple, Cell] = field(default_factory=dict)
+    run: RunEntry | None = None
+    group: str = ""
+    note: str = ""
+    reference: bool = False
+    shared: int | None = None  # samples shared with the reference run
+
+
+@dataclass
+class Table:
+    task: str
+    split: str
+    columns: list[Column]
+    rows: list[Row]
+    reference: str | None = None  # label of the reference row
+    resamples: int = uncertainty.DEFAULT_RESAMPLES
+    sources: list[Any] = field(default_factory=list)  # baselines.published.Source of the published rows
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.split}"
+
+    @property
+    def measured(self) -> list[Row]:
+        return [r for r in self.rows if r.kind == "measured"]
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def role_model(entry: RunEntry, role: str) -> str:
+    """The model that played `role` (seeker, judge) in a dialogue run; the model under test when the
+    run names none (the harness's default)."""
+    roles = getattr(entry.header, "roles", None) or {}
+    record = roles.get(role)
+    if record is None:
+        return _norm(entry.header.model_args.get("model") or entry.header.model)
+    return _norm(record.model_args.get("model") or record.model)
+
+
+def signature(entry: RunEntry, metric: str) -> tuple[tuple[str, str], ...]:
+    info = entry.summary.metric_info.get(metric, {})
+    items = [(k, _norm(info[k])) for k in VARIANT_FIELDS if k in info]
+    if metric.startswith(DIALOGUE_PREFIXES):
+        roles = set(getattr(entry.header, "roles", None) or {}) | {"seeker"} | ({"judge"} if metric.startswith("esc-eval-") else set())
+        items += [(role, role_model(entry, role)) for role in sorted(roles) if role not in dict(items)]
+    return tuple(items)
+
+
+def _matches(match: dict[str, Any], sig: tuple[tuple[str, str], ...]) -> bool:
+    have = dict(sig)
+    for key, wanted in match.items():
+        accepted = {_norm(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
+        if key not in have or have[key] not in accepted:
+            return False
+    return True
+
+
+def _sig_text(sig: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sig)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _metric_rank(order: list[str], metric: str) -> tuple[int, int]:
+    if metric in CANONICAL_ORDER:
+        return (0, CANONICAL_ORDER.index(metric))
+    return (1, order.index(metric) if metric in order else len(order))
+
+
+def build_table(task: str, split: str, entries: Sequence[RunEntry], published: Sequence[tuple[str, Any]],
+                metrics: Sequence[str] | None = None) -> Table:
+    """One table from the measured runs of (task, split) and the published tables (file stem, PublishedTable)."""
+    columns: dict[tuple, Column] = {}
+    seen_order: list[str] = []
+    wanted = set(metrics) if metrics else None
+
+    def keep(metric: str) -> bool:
+        return wanted is None or metric in wanted
+
+    # measured columns: one per (metric, variant signature)
+    sigs: dict[str, set] = {}
+    for e in entries:
+        for metric in e.summary.metrics:
+            if keep(metric):
+                sigs.setdefault(metric, set()).add(signature(e, metric))
+                if metric not in seen_order:
+                    seen_order.append(metric)
+    rows: list[Row] = []
+    for e in entries:
+        row = Row(e.label, "measured", "measured", e.summary.n, run=e)
+        for metric, value in e.summary.metrics.items():
+            if not keep(metric) or value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            sig = signature(e, metric)
+            key = ("m", metric, sig)
+            if key not in columns:
+                several = len(sigs[metric]) > 1
+                columns[key] = Column(key, metric, f"{metric} [{_sig_text(sig)}]" if several and sig else metric,
+                                      higher_is_better=not lower_is_better(metric), measured=True)
+            note = ("measured", _sig_text(sig))
+            if note not in columns[key].variants:
+                columns[key].variants.append(note)
+            interval = e.summary.intervals.get(metric)
+            row.cells[key] = Cell(float(value), tuple(interval) if interval else None)
+        rows.append(row)
+
+    # published rows
+    sources = []
+    by_identity: dict[tuple, Row] = {}
+    for stem, table in published:
+        if table.task != task or table.split != split:
+            continue
+        used = False
+        for prow in table.rows:
+            cells: dict[tuple, Cell] = {}
+            for col_key, value in prow.values.items():
+                if value is None:
+                    continue
+                pcol = table.column(col_key)
+                if not keep(pcol.metric):
+                    continue
+                key = _published_column(columns, pcol, prow.variant)
+                if pcol.metric not in seen_order:
+                    seen_order.append(pcol.metric)
+                column = columns[key]
+                desc = (f"{table.source.short} {table.source.table}", prow.note if prow.variant else pcol.definition or pcol.variant)
+                if desc not in column.variants:
+                    column.variants.append(desc)
+                cells[key] = Cell(float(value))
+            if not cells:
+                continue
+            used = True
+            label = prow.model
+            source = f"{table.source.short} {table.source.table}"
+            same = by_identity.get((table.source.short, label))
+            if same is not None and all(same.cells.get(k) and same.cells[k].value == c.value for k, c in cells.items()):
+                if source not in same.source:
+                    same.source += f", {table.source.table}"
+                continue
+            row = Row(label, "published", source, None if prow.variant else table.n, cells, group=prow.group, note=prow.note)
+            by_identity.setdefault((table.source.short, label), row)
+            rows.append(row)
+        if used and table.source not in sources:
+            sources.append(table.source)
+    # the harness's own definitions first (measured, or published with the same definition), then the
+    # published-only variants, grouped by variant
+    ordered = sorted(columns.values(), key=lambda c: (c.key[0] == "p", c.key[2] if c.key[0] == "p" else "", _metric_rank(seen_order, c.metric), c.label))
+    result = Table(task, split, ordered, rows, sources=sources)
+    mark_best(result)
+    return result
+
+
+def _published_column(columns: dict[tuple, Column], pcol: Any, row_variant: str | None) -> tuple:
+    """The column a published number goes to, created if need be."""
+    metric = pcol.metric
+    higher = pcol.higher_is_better if pcol.higher_is_better is not None else not lower_is_better(metric)
+    if row_variant is None and pcol.match is not None:
+        measured = [c for c in columns.values() if c.measured and c.metric == metric]
+        if pcol.match == {}:
+            if len(measured) == 1:
+                return measured[0].key
+            key = ("m", metric, ())  # the harness's own definition: the plain column
+            if key not in columns:
+                columns[key] = Column(key, metric, metric, higher_is_better=higher)
+            return key
+        for column in measured:
+            if _matches(pcol.match, column.key[2]):
+                return column.key
+    variant = row_variant or pcol.variant
+    key = ("p", metric, variant)
+    if key not in columns:
+        columns[key] = Column(key, metric, f"{metric} [{variant}]", higher_is_better=higher)
+    return key
+
+
+def mark_best(table: Table) -> None:
+    """Bold the best value of each column, compared at the precision shown (ties are all marked)."""
+    for column in table.columns:
+        cells = [r.cells[column.key] for r in table.rows if column.key in r.cells]
+        if not cells:
+            continue
+        places = decimals(column.metric)
+        shown = [round(c.value, places) for c in cells]
+        best = max(shown) if column.higher_is_better else min(shown)
+        for cell, value in zip(cells, shown):
+            cell.best = value == best
+
+
+def build_tables(runs_root: Path | None, published: Sequence[tuple[str, Any]] = (), keep_all: bool = False,
+                 metrics: Sequence[str] | None = None, reference: str | None = None,
+                 resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> list[Table]:
+    """Every table: one per task / split that has measured runs or published rows."""
+    entries = collect_runs(runs_root, keep_all) if runs_root is not None else []
+    keys: list[tuple[str, str]] = []
+    for e in entries:
+        if (e.header.task, e.header.split) not in keys:
+            keys.append((e.header.task, e.header.split))
+    for _, table in published:
+        if (table.task, table.split) not in keys:
+            keys.append((table.task, table.split))
+    tables = [build_table(task, split, [e for e in entries if (e.header.task, e.header.split) == (task, split)], published, metrics)
+              for task, split in keys]
+    tables = [t for t in tables if t.rows and t.columns]
+    if reference:
+        found = [t for t in tables if _reference_row(t, reference) is not None]
+        if not found:
+            labels = sorted({r.label for t in tables for r in t.measured})
+            raise HarnessError(f"--reference {reference}: no measured run of that model; measured rows: {', '.join(labels) or '(none)'}.")
+        for t in found:
+            significance(t, _reference_row(t, reference), resamples, seed)
+    return tables
+
+
+def _reference_row(table: Table, reference: str) -> Row | None:
+    rows = [r for r in table.measured if r.label == reference]
+    if not rows:
+        rows = [r for r in table.measured if r.run.header.model == reference or r.label.split(" [")[0] == reference]
+    if len(rows) > 1:
+        raise HarnessError(f"--reference {reference} is ambiguous in the {table.task} ({table.split}) table: "
+                           f"{'; '.join(r.label for r in rows)}; give the full row label.")
+    return rows[0] if rows else None
+
+
+# --------------------------------------------------------------------------- significance
+
+
+class _StoredScore(Metric):
+    """A per-sample metric read back from samples.jsonl `scores` (no model is loaded, nothing recomputed)."""
+
+    per_sample = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
+        values = [p.outcome["__stored_scores__"][self.name] for p in pairs]
+        return MetricValue(corpus=sum(values) / len(values) if values else 0.0, per_sample=values)
+
+
+def _comparable_metric(name: str, records_a: Sequence[SampleRecord], records_b: Sequence[SampleRecord]) -> Metric | None:
+    if all(name in r.scores for r in records_a) and all(name in r.scores for r in records_b):
+        return _StoredScore(name)
+    try:
+        metric = registry.metrics.get(name)
+    except Exception:  # not installed here: no test for it
+        return None
+    if getattr(metric, "per_sample", False):
+        return None  # would need recomputing (a model); its stored scores are incomplete
+    return metric
+
+
+class _RunSamples:
+    """A run's records and, made once when first needed, their scored pairs (tokenising is the slow part)."""
+
+    def __init__(self, entry: RunEntry):
+        self.records = {r.id: r for r in store.read_records(entry.run_dir)}
+        self._pairs: dict[str, ScoredPair] | None = None
+
+    def pairs(self, ids: Sequence[str], tokens: bool) -> list[ScoredPair]:
+        records = [self.records[i] for i in ids]
+        if not tokens:
+            out = [ScoredPair(r.response, r.reference, context=r.history[-1].text if r.history else "", outcome=dict(r.outcome)) for r in records]
+        else:
+            if self._pairs is None:
+                ordered = list(self.records.values())
+                self._pairs = dict(zip((r.id for r in ordered), scoring.pairs_of(ordered)))
+            out = [self._pairs[i] for i in ids]
+        for pair, record in zip(out, records):
+            pair.outcome["__stored_scores__"] = record.scores
+        return out
+
+
+def paired_p_values(reference: RunEntry, other: RunEntry, metric_names: Iterable[str], resamples: int = uncertainty.DEFAULT_RESAMPLES,
+                    seed: int = 0, cache: dict[Path, _RunSamples] | None = None) -> tuple[int, dict[str, float]]:
+    """(shared samples, {metric: two-sided p}) of `other` against `reference` over the samples both have
+    (harness.uncertainty.compare: paired approximate randomisation). Per-sample metrics use the scores
+    stored in samples.jsonl; corpus metrics (BLEU, Dist-n) are recomputed from the responses; a metric
+    that is neither stored nor recomputable here is left out."""
+    cache = {} if cache is None else cache
+    for entry in (reference, other):
+        if entry.run_dir not in cache:
+            cache[entry.run_dir] = _RunSamples(entry)
+    records_a, records_b = cache[reference.run_dir].records, cache[other.run_dir].records
+    shared = sorted((i for i in set(records_a) & set(records_b) if records_a[i].reference == records_b[i].reference),
+                    key=lambda i: records_a[i].index)
+    if not shared:
+        return 0, {}
+    a = [records_a[i] for i in shared]
+    b = [records_b[i] for i in shared]
+    metrics = [m for m in (_comparable_metric(name, a, b) for name in metric_names) if m is not None]
+    if not metrics:
+        return len(shared), {}
+    tokens = any(not isinstance(m, _StoredScore) for m in metrics)
+    pairs_a = cache[reference.run_dir].pairs(shared, tokens)
+    pairs_b = cache[other.run_dir].pairs(shared, tokens)
+    rows = uncertainty.compare(metrics, pairs_a, pairs_b, resamples, seed)
+    return len(shared), {r.metric: r.p_value for r in rows}
+
+
+def significance(table: Table, reference: Row, resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> None:
+    table.reference, table.resamples = reference.label, resamples
+    reference.reference = True
+    table.rows.remove(reference)
+    table.rows.insert(0, reference)  # the reference heads the table
+    cache: dict[Path, _RunSamples] = {}
+    for row in table.measured:
+        if row is reference:
+            continue
+        keys = [k for k in row.cells if k in reference.cells and k[0] == "m"]
+        shared, p_values = paired_p_values(reference.run, row.run, sorted({k[1] for k in keys}), resamples, seed, cache)
+        row.shared = shared
+        for key in keys:
+            if key[1] in p_values:
+                row.cells[key].p_value = p_values[key[1]]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def format_value(cell: Cell, metric: str, interval: bool = True) -> str:
+    places = decimals(metric)
+    text = f"{cell.value:.{places}f}"
+    if interval and cell.interval:
+        text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
+    return text
+
+
+def footnotes(table: Table) -> list[str]:
+    notes = [
+        "Bold: best value of the column (\u2193: lower is better). [low, high]: the run's 95% interval (summary.json). "
+        "Published rows: numbers as printed in the source, no interval; -- : not reported, or a different metric variant.",
+    ]
+    if table.reference:
+        shared = "; ".join(f"{r.label}: {r.shared}" for r in table.measured if r.shared is not None)
+        notes.append(f"{DAGGER}: differs from the reference {table.reference} at p < {ALPHA} (two-sided paired approximate "
+                     f"randomisation over the samples both runs share, {table.resamples} resamples"
+                     + (f"; shared samples - {shared}" if shared else "") + ").")
+    grouped: dict[str, list[str]] = {}  # columns described alike share one note
+    for column in table.columns:
+        grouped.setdefault(describe_variants(column.variants), []).append(column.label)
+    for text, labels in grouped.items():
+        notes.append(f"{', '.join(labels)}: {text}")
+    for source in table.sources:
+        notes.append(f"{source.short} {source.table}: {source.authors} ({source.year}), \"{source.paper}\""
+                     + (f", arXiv:{source.arxiv}" if source.arxiv else f", {source.venue}" if source.venue else "")
+                     + (f". {source.notes}" if source.notes else ""))
+    notes.extend(table.notes)
+    return notes
+
+
+def describe_variants(variants: Sequence[tuple[str, str]]) -> str:
+    """"measured: x; FIRES Table 1, FIRES Table 2: how" - sources that say the same thing merged."""
+    by_text: dict[str, list[str]] = {}
+    for who, text in variants:
+        by_text.setdefault(text, [])
+        if who not in by_text[text]:
+            by_text[text].append(who)
+    return "; ".join(", ".join(whos) + (f": {text}" if text else "") for text, whos in by_text.items())
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(tables: Sequence[Table]) -> str:
+    out = []
+    for table in tables:
+        out.append(f"## {table.task} ({table.split})\n")
+        header = ["model", "source", "n"] + [f"{c.label} {c.arrow}" for c in table.columns]
+        out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+        out.append("|" + "|".join(["---", "---", "---:"] + ["---:"] * len(table.columns)) + "|")
+        for row in table.rows:
+            cells = [_md_escape(row.label + (" (reference)" if row.reference else "")), _md_escape(row.source), "" if row.n is None else str(row.n)]
+            for column in table.columns:
+                cell = row.cells.get(column.key)
+                if cell is None:
+                    cells.append("--")
+                    continue
+                text = f"{cell.value:.{decimals(column.metric)}f}"
+                text = f"**{text}**" if cell.best else text
+                if cell.interval:
+                    places = decimals(column.metric)
+                    text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
+                if cell.significant:
+                    text += f" {DAGGER}"
+                cells.append(text)
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+        out.extend(f"- {_md_escape(n)}" for n in footnotes(table))
+        out.append("")
+    return "\n".join(out)
+
+
+def render_csv(tables: Sequence[Table]) -> str:
+    """One CSV for all tables (task and split columns tell them apart); full precision; `<col>_low`,
+    `<col>_high` the interval, `<col>_p` the paired p-value against the reference."""
+    header = ["model", "kind", "source", "task", "split", "n", "run"]
+    value_columns: list[str] = []
+    for table in tables:
+        for column in table.columns:
+            for name in (column.label, f"{column.label}_low", f"{column.label}_high") + ((f"{column.label}_p",) if table.reference else ()):
+                if name not in value_columns:
+                    value_columns.append(name)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header + value_columns, lineterminator="\n")
+    writer.writeheader()
+    for table in tables:
+        for row in table.rows:
+            line: dict[str, Any] = {"model": row.label, "kind": row.kind, "source": row.source, "task": table.task, "split": table.split,
+                                    "n": "" if row.n is None else row.n, "run": row.run.header.run_id if row.run else ""}
+            for column in table.columns:
+                cell = row.cells.get(column.key)
+                if cell is None:
+                    continue
+                line[column.label] = repr(cell.value)
+                if cell.interval:
+                    line[f"{column.label}_low"], line[f"{column.label}_high"] = repr(cell.interval[0]), repr(cell.interval[1])
+                if cell.p_value is not None:
+                    line[f"{column.label}_p"] = repr(cell.p_value)
+            writer.writerow(line)
+    return buffer.getvalue()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\u2191": r"$\uparrow$", "\u2193": r"$\downarrow$", DAGGER: r"$^\dagger$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def render_latex(tables: Sequence[Table]) -> str:
+    """One booktabs tabular per table, in a table float with its footnotes as the caption."""
+    out = ["% generated by `harness leaderboard`; needs \\usepackage{booktabs}", ""]
+    for table in tables:
+        out.append("\\begin{table}[t]\n\\centering\\small")
+        out.append("\\begin{tabular}{ll r" + "r" * len(table.columns) + "}\n\\toprule")
+        out.append(" & ".join(["Model", "Source", "$n$"] + [latex_escape(f"{c.label} {c.arrow}") for c in table.columns]) + " \\\\\n\\midrule")
+        previous = None
+        for row in table.rows:
+            if previous == "measured" and row.kind == "published":
+                out.append("\\midrule")
+            previous = row.kind
+            cells = [latex_escape(row.label + (" (reference)" if row.reference else "")), latex_escape(row.source), "" if row.n is None else str(row.n)]
+            for column in table.columns:
+                cell = row.cells.get(column.key)
+                if cell is None:
+                    cells.append("--")
+                    continue
+                places = decimals(column.metric)
+                text = f"{cell.value:.{places}f}"
+                text = f"\\textbf{{{text}}}" if cell.best else text
+                if cell.significant:
+                    text += "$^\\dagger$"
+                if cell.interval:
+                    text += f" {{\\scriptsize [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]}}"
+                cells.append(text)
+            out.append(" & ".join(cells) + " \\\\")
+        out.append("\\bottomrule\n\\end{tabular}")
+        out.append("\\caption{" + latex_escape(f"{table.task} ({table.split}). " + " ".join(footnotes(table)[:2])) + "}")
+        out.append(f"\\label{{tab:{table.name}}}\n\\end{{table}}\n")
+    return "\n".join(out)

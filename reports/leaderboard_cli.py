@@ -1,0 +1,78 @@
+"""`harness leaderboard`: tables (Markdown, CSV, LaTeX), a static HTML page and figures from every finished
+run, beside the published numbers of baselines/published/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+from .leaderboard import FORMATS
+
+
+def _formats(text: str | None, out: Path | None) -> list[str]:
+    if not text:
+        return list(FORMATS) if out else ["md"]
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise HarnessError(f"--format: unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)} (comma-separated, e.g. --format md,html).")
+    if out is None and (len(chosen) != 1 or chosen[0] == "html"):
+        raise HarnessError("without --out DIR the leaderboard prints one text format (md, csv or latex); give --out DIR for several formats or html.")
+    return chosen
+
+
+@click.command()
+@click.option("--runs", type=click.Path(path_type=Path, file_okay=False), default=Path("results/runs"), show_default=True, help="Folder holding run folders.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Write leaderboard.{md,csv,tex,html} and the figures into DIR [default: print Markdown].")
+@click.option("--format", "fmt", help="Comma-separated: md, csv, latex, html [default: all four with --out, else md].")
+@click.option("--reference", help="Model (row label, or adapter name when unique) the other runs are tested against: \u2020 = paired p < 0.05.")
+@click.option("--metrics", help="Only these metric columns (comma-separated names).")
+@click.option("--published", "published_dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of published-number JSON files [default: baselines/published].")
+@click.option("--no-published", is_flag=True, help="Measured runs only.")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="With --out: PNG and PDF figures (needs matplotlib).")
+@click.option("--all", "keep_all", is_flag=True, help="Every run, not only the latest per model / task options / split.")
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Resamples of the paired test behind --reference.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def leaderboard(runs: Path, out: Path | None, fmt: str | None, reference: str | None, metrics: str | None, published_dir: Path | None,
+                no_published: bool, figures: bool, keep_all: bool, resamples: int, seed: int) -> None:
+    """One table per task: measured runs (latest per model / task options / split) and published numbers of the
+    same metric variant, best values in bold, 95% intervals, paired significance against --reference."""
+    from baselines import published as published_numbers
+
+    from .leaderboard import build_tables, render_csv, render_latex, render_markdown
+
+    formats = _formats(fmt, out)
+    if resamples < 1:
+        raise HarnessError(f"--resamples must be at least 1, got {resamples}.")
+    published = [] if no_published else published_numbers.load_all(published_dir)
+    tables = build_tables(runs, published, keep_all=keep_all, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
+                          reference=reference, resamples=resamples, seed=seed)
+    if not tables:
+        raise HarnessError(f"{runs}: nothing to show (no run or published row has the metrics asked for); drop --metrics or check the names.")
+    renderers = {"md": ("leaderboard.md", render_markdown), "csv": ("leaderboard.csv", render_csv), "latex": ("leaderboard.tex", render_latex)}
+    if out is None:
+        click.echo(renderers[formats[0]][1](tables), nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in formats:
+        if name in renderers:
+            path = out / renderers[name][0]
+            path.write_text(renderers[name][1](tables), encoding="utf-8")
+            written.append(path)
+    made = []
+    if figures:
+        from .figures import make_figures
+
+        made = make_figures(tables, out)
+        written += [p for f in made for p in f.files.values()]
+    if "html" in formats:
+        from .html import render_page
+
+        path = out / "leaderboard.html"
+        path.write_text(render_page(tables, made, runs), encoding="utf-8")
+        written.append(path)
+    for path in written:
+        click.echo(str(path))
