@@ -187,7 +187,7 @@ def list_(kind: str) -> None:
         except Exception as exc:  # a plugin that fails to import must not hide the others
             rows.append((name, f"(unavailable: {type(exc).__name__}: {exc})"))
             continue
-        doc = getattr(obj, "description", "") or (obj.__doc__ or "").strip().splitlines()[0]
+        doc = getattr(obj, "description", "") or next(iter((obj.__doc__ or "").strip().splitlines()), "")
         rows.append((name, doc))
     click.echo(_table(rows))
 

@@ -139,6 +139,8 @@ def _config_from_header(header: RunHeader, override: RunConfig | None) -> RunCon
                 if given_role.model != role.model:
                     raise HarnessError(f"--resume: the run's {name} is '{role.model}', not '{given_role.model}'; drop --{name} or start a new run.")
                 _fill_secrets(role.model_args, given_role.model_args)
+            elif role.model == config.model:  # a role played by the model under test takes its secrets too
+                _fill_secrets(role.model_args, override.model_args)
         config.data_dir, config.cache_path, config.use_cache, config.bootstrap = override.data_dir, override.cache_path, override.use_cache, override.bootstrap
         config.concurrency = override.concurrency
     missing = [k for k, v in config.model_args.items() if v == REDACTED]

@@ -69,7 +69,8 @@ def weighted_values(metric: Metric, pairs: Sequence[ScoredPair], weights: np.nda
 
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
+    # a resample may have no value at all (every judge score of a dimension missing): it is left out
+    low, high = np.nanpercentile(values, [tail, 100 - tail]) if not np.isnan(values).all() else (np.nan, np.nan)
     return float(low), float(high)
 
 

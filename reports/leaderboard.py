@@ -4,10 +4,11 @@
   published rows of `baselines/published/*.json` for that task and split, marked as published.
 - Columns: one per metric *variant*. A measured metric's variant is read from the run's
   `summary.json` `metric_info` (backbone, classifier, judge ... see VARIANT_FIELDS) and, for the
-  dialogue metrics (sage-*, esc-eval-*), from the models that played the seeker and the judge; runs whose
-  variants differ get separate columns `metric [field=value]`. A published number joins a measured
-  column only when its file's `match` says the variant is the same (baselines/published/__init__.py),
-  else it gets its own column `metric [variant]`: a MiniLM BERTScore never sits beside a roberta-large one.
+  dialogue metrics (sage-*, esc-eval-*), from the models that played the seeker and the judge and the
+  version of their prompts; runs whose variants differ get separate columns `metric [field=value]`.
+  A published number joins a measured column only when its file's `match` says the variant is the same
+  (baselines/published/__init__.py), else it gets its own column `metric [variant]`: a MiniLM BERTScore
+  never sits beside a roberta-large one.
 - Cells: value, the run's 95% interval [low, high] where summary.json has one, the best value of each
   column marked (lower is better for diff-epitome* and sage-failure) and, with a reference model, a dagger
   where the paired test (harness.uncertainty.compare over the samples both runs share) gives p < 0.05.
@@ -145,6 +146,9 @@ def signature(entry: RunEntry, metric: str) -> tuple[tuple[str, str], ...]:
     if metric.startswith(DIALOGUE_PREFIXES):
         roles = set(getattr(entry.header, "roles", None) or {}) | {"seeker"} | ({"judge"} if metric.startswith("esc-eval-") else set())
         items += [(role, role_model(entry, role)) for role in sorted(roles) if role not in dict(items)]
+        version = getattr(entry.header, "prompt_version", None)
+        if version:  # the roles' prompts change what the simulator does
+            items.append(("prompt_version", _norm(version)))
     return tuple(items)
 
 
@@ -204,6 +208,8 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
             if note not in columns[key].variants:
                 columns[key].variants.append(note)
             interval = e.summary.intervals.get(metric)
+            if interval and any(x is None or math.isnan(x) for x in interval):
+                interval = None  # no resample had a value (every judge score missing)
             row.cells[key] = Cell(float(value), tuple(interval) if interval else None)
         rows.append(row)
 
@@ -317,7 +323,7 @@ def build_tables(runs_root: Path | None, published: Sequence[tuple[str, Any]] = 
 def _reference_row(table: Table, reference: str) -> Row | None:
     rows = [r for r in table.measured if r.label == reference]
     if not rows:
-        rows = [r for r in table.measured if r.run.header.model == reference or r.label.split(" [")[0] == reference]
+        rows = [r for r in table.measured if reference in (r.run.header.model, r.label.split(" [")[0], r.run.header.model_args.get("model"))]
     if len(rows) > 1:
         raise HarnessError(f"--reference {reference} is ambiguous in the {table.task} ({table.split}) table: "
                            f"{'; '.join(r.label for r in rows)}; give the full row label.")
@@ -341,14 +347,14 @@ class _StoredScore(Metric):
 
 
 def _comparable_metric(name: str, records_a: Sequence[SampleRecord], records_b: Sequence[SampleRecord]) -> Metric | None:
-    if all(name in r.scores for r in records_a) and all(name in r.scores for r in records_b):
-        return _StoredScore(name)
+    if any(name in r.scores for r in records_a) and any(name in r.scores for r in records_b):
+        return _StoredScore(name)  # tested over the samples both runs have a score for (a judge may fail to score some)
     try:
         metric = registry.metrics.get(name)
     except Exception:  # not installed here: no test for it
         return None
     if getattr(metric, "per_sample", False):
-        return None  # would need recomputing (a model); its stored scores are incomplete
+        return None  # would need recomputing (a model) and no score is stored
     return metric
 
 
@@ -391,13 +397,20 @@ def paired_p_values(reference: RunEntry, other: RunEntry, metric_names: Iterable
     a = [records_a[i] for i in shared]
     b = [records_b[i] for i in shared]
     metrics = [m for m in (_comparable_metric(name, a, b) for name in metric_names) if m is not None]
-    if not metrics:
-        return len(shared), {}
-    tokens = any(not isinstance(m, _StoredScore) for m in metrics)
-    pairs_a = cache[reference.run_dir].pairs(shared, tokens)
-    pairs_b = cache[other.run_dir].pairs(shared, tokens)
-    rows = uncertainty.compare(metrics, pairs_a, pairs_b, resamples, seed)
-    return len(shared), {r.metric: r.p_value for r in rows}
+    groups: dict[tuple[str, ...], list[Metric]] = {}  # metrics tested over the same samples share one call
+    for metric in metrics:
+        if isinstance(metric, _StoredScore):
+            ids = tuple(i for i in shared if metric.name in records_a[i].scores and metric.name in records_b[i].scores)
+        else:
+            ids = tuple(shared)
+        if ids:
+            groups.setdefault(ids, []).append(metric)
+    p_values: dict[str, float] = {}
+    for ids, group in groups.items():
+        tokens = any(not isinstance(m, _StoredScore) for m in group)
+        rows = uncertainty.compare(group, cache[reference.run_dir].pairs(ids, tokens), cache[other.run_dir].pairs(ids, tokens), resamples, seed)
+        p_values.update({r.metric: r.p_value for r in rows})
+    return len(shared), p_values
 
 
 def significance(table: Table, reference: Row, resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> None:

@@ -42,6 +42,8 @@ SEEKER_SYSTEM = {
 
 
 class ESCEvalTask(DialogueTask):
+    """ESC-Eval: a role-play seeker from a role card talks with the model; a judge scores 7 dimensions 0-4."""
+
     name = "esc-eval"
     dataset = Dataset(
         folder="esc-eval",

@@ -116,23 +116,29 @@ FORMAT_REMINDER = {
     "zh": "你的回答里没有可读的“情绪变化：”一行。请重新按三行格式作答，最后一行必须是“情绪变化：”加上-10到+10之间的整数。",
 }
 
-_CHANGE = re.compile(r"(?:change|情绪变化|变化)\s*[:：]\s*\**\s*([+\-－]?\s*\d+)", re.IGNORECASE)
-_LONE_NUMBER = re.compile(r"^\s*([+\-－]\s*\d+)\s*$", re.MULTILINE)
+_SIGN = "+\\-－＋−"  # ASCII, full-width and Unicode minus/plus signs
+_CHANGE = re.compile(rf"(?:change|情绪变化|变化)\**\s*[:：]\s*\**\s*([{_SIGN}]?\s*\d+)", re.IGNORECASE)
+_LONE_NUMBER = re.compile(rf"^\s*([{_SIGN}]\s*\d+)\s*$", re.MULTILINE)
 _THOUGHT = re.compile(r"(?:thought|内心想法)\s*[:：]\s*(.+)", re.IGNORECASE)
 _FEELING = re.compile(r"(?:feeling|感受)\s*[:：]\s*(.+)", re.IGNORECASE)
+
+
+_SIGNS_TO_ASCII = str.maketrans({"－": "-", "−": "-", "＋": "+"})
 
 
 def parse_reasoning(text: str) -> dict[str, Any]:
     """{"change": int | None, "thought": str, "feeling": str}: the labelled change, else a line holding only a
     signed number; None when there is neither (the step is asked again)."""
     found = _CHANGE.findall(text) or _LONE_NUMBER.findall(text)
-    change = int(found[-1].replace("－", "-").replace(" ", "")) if found else None
+    change = int(found[-1].translate(_SIGNS_TO_ASCII).replace(" ", "")) if found else None
     thought, feeling = _THOUGHT.search(text), _FEELING.search(text)
     return {"change": change, "thought": thought.group(1).strip() if thought else text.strip(),
             "feeling": feeling.group(1).strip() if feeling else ""}
 
 
 class SageTask(DialogueTask):
+    """SAGE: a sentient agent with a hidden emotion talks with the model; score = mean final emotion."""
+
     name = "sage"
     dataset = Dataset(
         folder="sage",

@@ -3,6 +3,7 @@ questions, missing scores, the metrics, the cards, and the engine and CLI around
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,12 +248,26 @@ def test_cli_run_prints_the_metrics(tmp_path, data_root):
     lines = out.stdout.strip().splitlines()
     head, rows, run_dir = lines[0], lines[1:-1], lines[-1]
     calls, hits = (int(x) for x in head.removeprefix("2 samples; model calls ").split(", cache hits "))
-    assert calls + hits == 2 * (5 + 5 + 7) and calls >= 17  # each request either asked or found; the first dialogue is asked
+    # each request is either asked or found; the two cards' seeker prompts differ (10 calls), while the model's and the
+    # judge's requests are the same in both dialogues (5 + 7 at least once; twice when both dialogues ask at the same moment)
+    assert calls + hits == 2 * (5 + 5 + 7) and 22 <= calls
     printed = {row.split()[0]: row.split()[1] for row in rows}
     assert printed == {**{f"esc-eval-{d}": "3.00" for d in DIMS}, "esc-eval-average": "3.00", "esc-eval-score": "75.00"}
     assert re.search(r"^  esc-eval-score +75\.00  \[75\.00, 75\.00\]$", out.stdout, re.MULTILINE)
     summary = json.loads((tmp_path / "runs" / run_dir.split("/")[-1] / "summary.json").read_text())
     assert summary["n"] == 2 and summary["missing"] == {}
+
+
+def test_cli_shows_unparseable_judge_answers_as_missing_never_zero(tmp_path, data_root):
+    out = CliRunner().invoke(main, ["run", "--task", "esc-eval", "--task-args", "rounds=1", "--model", "scripted", "--model-args", "echo=true",
+                                    "--seeker", "scripted", "--seeker-args", "default=Hi.", "--judge", "scripted", "--judge-args",
+                                    "default=I would rather not rate this.", "--limit", "1", "--output-dir", str(tmp_path / "runs"),
+                                    "--data-dir", str(data_root)])
+    assert out.exit_code == 0, out.output
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in out.stdout.strip().splitlines()[1:-1]}
+    assert rows == dict.fromkeys(METRICS, "--  (1 of 1 missing)")
+    summary = json.loads((Path(out.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["metrics"] == {} and summary["missing"] == dict.fromkeys(METRICS, 1)
 
 
 class KeyedScripted(ScriptedModel):
@@ -299,6 +314,7 @@ def test_cli_role_errors_are_one_line(tmp_path, data_root):
     ("vllm:Qwen/Qwen2.5-7B-Instruct", None, ("vllm", {"model": "Qwen/Qwen2.5-7B-Instruct"})),
     ("openai:ft:gpt-4o:org:abc", None, ("openai", {"model": "ft:gpt-4o:org:abc"})),
     ("scripted", "default=Score: 3", ("scripted", {"default": "Score: 3"})),
+    ("openai:", None, ("openai", {})),
 ])
 def test_model_spec(spec, args, expected):
     assert model_spec(spec, args, "--judge-args") == expected

@@ -26,14 +26,14 @@ PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
 
 def make_run(root: Path, run_id: str, *, model="scripted", model_args=None, task="mesc", task_args=None, split="test",
              metrics: dict | None = None, intervals: dict | None = None, info: dict | None = None, records=None,
-             started="2026-01-01T00:00:00", status="finished", roles=None) -> Path:
+             started="2026-01-01T00:00:00", status="finished", roles=None, **header) -> Path:
     """A run folder written with harness.store and the contract's models, as `harness run` leaves it."""
     folder = root / run_id
     folder.mkdir(parents=True)
     records = records or []
     header = RunHeader(run_id=run_id, task=task, task_args=task_args or {}, model=model, model_args=model_args or {}, split=split, seed=0,
                        metrics=list(metrics or {}), started_at=started, finished_at=started if status == "finished" else None,
-                       status=status, n_samples=len(records) or 10, **({"roles": roles} if roles else {}))
+                       status=status, n_samples=len(records) or 10, **({"roles": roles} if roles else {}), **header)
     store.write_json(folder / "run.json", header)
     store.rewrite_records(folder, records)
     if status == "finished":
@@ -215,23 +215,42 @@ def test_measured_runs_of_different_variants_get_separate_columns(tmp_path):
 
 def test_dialogue_metrics_match_on_the_simulator(tmp_path):
     deepseek = {"seeker": {"model": "openai", "model_args": {"model": "deepseek-v3-2024-1227"}}}
-    make_run(tmp_path, "s1", model="openai", model_args={"model": "gpt-4.1"}, task="sage", roles=deepseek,
+    make_run(tmp_path / "runs", "s1", model="openai", model_args={"model": "gpt-4.1"}, task="sage", roles=deepseek,
              metrics={"sage-score": 60.0, "sage-success": 30.0, "sage-failure": 10.0})
-    make_run(tmp_path, "s2", model="openai", model_args={"model": "qwen"}, task="sage",  # the model under test plays the seeker too
+    make_run(tmp_path / "runs", "s2", model="openai", model_args={"model": "qwen"}, task="sage",  # the model under test plays the seeker too
              metrics={"sage-score": 20.0, "sage-success": 1.0, "sage-failure": 50.0})
-    make_run(tmp_path, "e1", model="openai", model_args={"model": "gpt-4o"}, task="esc-eval",
-             metrics={"esc-eval-empathy": 3.1, "esc-eval-average": 2.9})
-    tables = build_tables(tmp_path, published.load_all())
+    make_run(tmp_path / "runs", "e1", model="openai", model_args={"model": "gpt-4o"}, task="esc-eval",
+             metrics={"esc-eval-empathy": 3.1, "esc-eval-score": 72.0})
+    shipped = published.load_all()
+    tables = build_tables(tmp_path / "runs", shipped)
     sage = table_of(tables, "sage")
-    assert cell(sage, "GPT-4.1", "sage-score [seeker=deepseek-v3-2024-1227]").value == 68.2  # SAGE leaderboard: same agent
     assert cell(sage, "openai(model=gpt-4.1)", "sage-score [seeker=deepseek-v3-2024-1227]").value == 60.0
     assert cell(sage, "openai(model=qwen)", "sage-score [seeker=qwen]").value == 20.0
-    assert cell(sage, "COMPEER-URP", "sage-score [GPT-4o agent]").value == 48.93  # COMPEER's GPT-4o agent: its own column
-    assert cell(sage, "GPT-4.1", "sage-score [GPT-4o agent]") is None
+    # the harness's agent prompts are its own: the published SAGE numbers keep their columns, per agent
+    assert cell(sage, "GPT-4.1", "sage-score [DeepSeek-V3 agent, released prompts]").value == 68.2
+    assert cell(sage, "COMPEER-URP", "sage-score [GPT-4o agent]").value == 48.93
+    assert cell(sage, "GPT-4.1", "sage-score [seeker=deepseek-v3-2024-1227]") is None
     esc = table_of(tables, "esc-eval")
     assert cell(esc, "openai(model=gpt-4o)", "esc-eval-empathy").value == 3.1
     assert cell(esc, "COMPEER-URP", "esc-eval-empathy [ESC-Rank+GPT-4o, 0-100]").value == 88.15
-    assert cell(esc, "COMPEER-URP", "esc-eval-empathy") is None
+    assert cell(esc, "COMPEER-URP", "esc-eval-score [ESC-Rank+GPT-4o, 0-100]").value == 82.39  # their Average, on 0-100
+    assert cell(esc, "COMPEER-URP", "esc-eval-empathy") is None and cell(esc, "COMPEER-URP", "esc-eval-score") is None
+    # the roles' prompts are part of the variant too
+    make_run(tmp_path / "runs", "s3", model="openai", model_args={"model": "o1"}, task="sage", roles=deepseek, prompt_version="sage-2",
+             metrics={"sage-score": 40.0})
+    sage = table_of(build_tables(tmp_path / "runs"), "sage")
+    assert cell(sage, "openai(model=o1)", "sage-score [seeker=deepseek-v3-2024-1227, prompt_version=sage-2]").value == 40.0
+    assert cell(sage, "openai(model=gpt-4.1)", "sage-score [seeker=deepseek-v3-2024-1227, prompt_version=sage-2]") is None
+    (tmp_path / "runs" / "s3" / "run.json").unlink()
+    # a published file may name the agent a run must have used: then the numbers share its column
+    own = json.loads((published.FOLDER / "sage-leaderboard.json").read_text())
+    for column in own["columns"]:
+        column["match"] = {"seeker": ["DeepSeek-V3-2024-1227", "deepseek-v3-1227"]}
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "own.json").write_text(json.dumps(own))
+    sage = table_of(build_tables(tmp_path / "runs", published.load_all(tmp_path / "pub")), "sage")
+    assert cell(sage, "GPT-4.1", "sage-score [seeker=deepseek-v3-2024-1227]").value == 68.2
+    assert cell(sage, "GPT-4.1", "sage-score [seeker=qwen]") is None
 
 
 # --------------------------------------------------------------------------- best, intervals, rendering
@@ -312,6 +331,26 @@ def test_significance_marks_against_the_reference(tmp_path):
     assert "shared samples - better: 40; part: 10; same: 40" in md
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(render_csv(tables)))}
     assert float(rows["better"]["rouge-l_p"]) < 0.05 and rows["ref"]["rouge-l_p"] == ""
+
+
+def test_a_judge_score_missing_in_either_run_leaves_that_sample_out(tmp_path):
+    a_scores = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+    b_scores = [3.0, 4.0, 3.0, None, 3.0, 4.0, 3.0, 4.0]  # the judge gave no score to sample 3
+    roles = {"seeker": {"model": "hf", "model_args": {"model": "esc-role"}}, "judge": {"model": "hf", "model_args": {"model": "esc-rank"}}}
+    make_run(tmp_path, "a", model="a", task="esc-eval", metrics={"esc-eval-empathy": 1.5}, roles=roles,
+             records=[esc_eval_record(i, {"empathy": v}) for i, v in enumerate(a_scores)])
+    make_run(tmp_path, "b", model="b", task="esc-eval", metrics={"esc-eval-empathy": 3.43}, roles=roles,
+             records=[esc_eval_record(i, {"empathy": v} if v is not None else {}) for i, v in enumerate(b_scores)])
+    esc = table_of(build_tables(tmp_path, reference="a", resamples=300), "esc-eval")
+    from harness.contract import ScoredPair
+
+    def pairs(values):
+        return [ScoredPair("", "", outcome={"__stored_scores__": {"esc-eval-empathy": v}}) for v in values]
+
+    kept = [i for i, v in enumerate(b_scores) if v is not None]
+    expected = uncertainty.compare([_StoredScore("esc-eval-empathy")], pairs([a_scores[i] for i in kept]), pairs([b_scores[i] for i in kept]), 300, 0)[0]
+    got = cell(esc, "b", "esc-eval-empathy")  # same seeker and judge: one column
+    assert row_of(esc, "b").shared == 8 and got.p_value == pytest.approx(expected.p_value) and got.significant
 
 
 def test_corpus_metrics_are_recomputed_for_the_test(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from harness import registry, uncertainty
 from harness.contract import ModelOutput, RunHeader, Sample, SampleRecord, ScoredPair, Summary
 from harness.errors import HarnessError
+from harness.models.scripted import ScriptedModel
 from harness.runner import RoleConfig, RunConfig, run
 from simulators.sage import (BAND_MOODS, FORMAT_REMINDER, REASON_TASK, REPLY_TASK, SUPPORTER_SYSTEM, SageTask, band,
                              is_chinese, parse_reasoning)
@@ -264,10 +265,10 @@ def test_parse_reasoning_without_a_change_is_none(text):
     assert parse_reasoning(text)["change"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="sage.py _CHANGE/_LONE_NUMBER accept the full-width minus '－' but not the full-width "
-                   "plus '＋' (U+FF0B): '情绪变化：＋3' parses as no change, the step is retried and may end malformed (change 0)")
-def test_parse_reasoning_full_width_plus():
+def test_parse_reasoning_full_width_plus_unicode_minus_and_bold_label():
     assert parse_reasoning("内心想法：好多了\n感受：轻松\n情绪变化：＋3")["change"] == 3
+    assert parse_reasoning("Thought: no\nChange: −3")["change"] == -3
+    assert parse_reasoning("**Thought**: ok\n**Change**: +3")["change"] == 3
 
 
 @pytest.mark.parametrize("emotion, expected", [(100, "S"), (99, "A"), (70, "A"), (69, "B"), (40, "B"), (39, "C"), (10, "C"), (9, "F"), (0, "F")])
@@ -360,6 +361,18 @@ def test_run_without_cache_keeps_its_own_calls_and_counts_malformed_steps(tmp_pa
     assert result.model_calls == 8 and not (tmp_path / "calls.sqlite").exists()
     with sqlite3.connect(result.run_dir / "calls.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 8  # 2 replies + 4 reasoning + 2 agent replies
+    # an interrupted --no-cache run replays the dialogue from its own calls
+    interrupt(result.run_dir)
+    resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, use_cache=False, bootstrap=100), resume=result.run_dir)
+    assert (resumed.model_calls, resumed.cache_hits, resumed.resumed_samples) == (0, 8, 0)
+    assert read_run(result.run_dir)[1] == [record] and read_run(result.run_dir)[2] == summary
+
+
+def interrupt(run_dir, keep=0):
+    """As if killed after `keep` finished dialogues, before the summary."""
+    lines = (run_dir / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "samples.jsonl").write_text("".join(lines[:keep]))
+    (run_dir / "summary.json").unlink()
 
 
 def test_a_role_not_given_is_played_by_the_model_under_test(tmp_path, data_root):
@@ -387,3 +400,23 @@ def test_bad_task_args_through_the_runner(tmp_path, data_root):
         with pytest.raises(HarnessError, match=message):
             run(sage_config(tmp_path, data_root, [], task_args=task_args))
     assert not (tmp_path / "runs").exists()
+
+
+class KeyedScripted(ScriptedModel):
+    """The scripted model with an API key, as a server adapter has."""
+
+    name = "scripted-keyed"
+
+    def __init__(self, context=None, api_key=None, **kwargs):
+        super().__init__(context, **kwargs)
+
+
+def test_resume_a_run_whose_seeker_is_the_keyed_model_under_test(tmp_path, data_root, monkeypatch):
+    monkeypatch.setitem(registry.models._extra, "scripted-keyed", KeyedScripted)
+    keyed = {"api_key": "sk-secret", "default": "Change: +1"}
+    first = run(sage_config(tmp_path, data_root, [], model="scripted-keyed", model_args=keyed, roles={}, limit=2, task_args={"max_turns": 2}))
+    assert read_run(first.run_dir)[0].roles["seeker"].model_args == {"api_key": "<redacted>", "default": "Change: +1"}
+    interrupt(first.run_dir, keep=1)
+    resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, model_args={"api_key": "sk-secret"},
+                            cache_path=tmp_path / "calls.sqlite", bootstrap=100), resume=first.run_dir)
+    assert (resumed.model_calls, resumed.resumed_samples) == (0, 1)
