@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 need=()
 [ -f /usr/share/wordnet/data.noun ] && [ -f /usr/share/wordnet/index.sense ] || need+=(wordnet-base wordnet-sense-index)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)  # headless check of the leaderboard's HTML page (tests)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)  # headless check of the leaderboard's HTML page (tests)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

@@ -191,6 +191,48 @@ def test_training_is_reproducible(tiny_encoder, data_root):
     assert first["history"][0]["train_loss"] == second["history"][0]["train_loss"]
 
 
+@pytest.fixture(scope="module")
+def tiny_shared_classifiers(tiny_encoder, data_root, tmp_path_factory) -> Path:
+    """As `harness epitome train` builds MiniLM's: embeddings and bottom layer frozen, only the top layer trained."""
+    out = tmp_path_factory.mktemp("home") / "epitome" / "tiny-bert-bi-top1"
+    train.main(encoder=str(tiny_encoder), arch="bi", out=out, limit=24, epochs=1, batch_size=8, lr=1e-3, train_layers=1,
+               eval_splits=(), log=lambda s: None)
+    return out
+
+
+def _repeating_pairs():
+    """EPITOME test pairs, each seeker twice and each response twice, in other pairs, of many lengths."""
+    test = data.load_splits("ER")["test"][:40]
+    return [e.seeker_post for e in test] * 2, [e.response_post for e in test] + [e.response_post for e in reversed(test)]
+
+
+def test_shared_path_gives_each_classifiers_logits(tiny_shared_classifiers, tiny_classifiers):
+    import torch
+
+    from baselines.epitome.model import share
+
+    classifiers = {m: Classifier(tiny_shared_classifiers / m) for m in data.MECHANISMS}
+    together = share(classifiers)
+    assert together is not None and together.bottom_layers == 1
+    seekers, responses = _repeating_pairs()
+    threads = torch.get_num_threads()
+    shared = together.logits(seekers, responses)
+    assert torch.get_num_threads() == threads  # restored
+    for m, c in classifiers.items():
+        assert torch.allclose(shared[m], c.logits(seekers, responses), atol=1e-5), m
+    # response encoders fine-tuned in full (embeddings too) share nothing: each classifier runs on its own
+    assert share({m: Classifier(tiny_classifiers / m) for m in data.MECHANISMS}) is None
+
+
+def test_one_mechanism_asked_scores_all_three(tiny_shared_classifiers, monkeypatch):
+    predictor = metric.TrainedClassifiers(tiny_shared_classifiers)
+    seekers, responses = _repeating_pairs()
+    predictor.predict("ER", seekers, responses)
+    monkeypatch.setattr(predictor._shared, "logits", lambda *a, **k: pytest.fail("IP and EX should come from the memo"))
+    for m in data.MECHANISMS:
+        assert predictor.predict(m, seekers, responses) == Classifier(tiny_shared_classifiers / m).predict(seekers, responses)
+
+
 def test_cached_bottom_layers_give_the_full_forward():
     """Training runs the frozen bottom layers once; in eval mode bottom + top is exactly the full encoder."""
     import torch

@@ -39,7 +39,7 @@ class TrainedClassifiers:
     """The three classifiers of one folder, loaded on first use; predictions memoised per (seeker, response).
 
     Where the three share their frozen encoders (`baselines.epitome.model.share`), asking for one mechanism's
-    levels computes all three's, for about the cost of one; otherwise each mechanism runs on its own."""
+    levels computes all three's at once (together cheaper than one on its own); otherwise each runs on its own."""
 
     def __init__(self, folder: Path):
         self.folder = folder

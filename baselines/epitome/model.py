@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -141,6 +142,19 @@ def encoder_top(encoder: nn.Module, hidden: torch.Tensor, attention_mask, layers
     return hidden
 
 
+def encoder_first_token(encoder: nn.Module, hidden: torch.Tensor, attention_mask, layers: int = 0) -> torch.Tensor:
+    """`encoder_top(...)[:, 0]` for less: the last layer's feed-forward (two thirds of its cost) runs on the first
+    token only, the one state a classifier's head reads."""
+    mask = _additive_mask(attention_mask, hidden.dtype)
+    top = encoder.encoder.layer[layers:]
+    if not len(top):
+        return hidden[:, 0]
+    for layer in top[:-1]:
+        hidden = _layer(layer, hidden, mask)
+    attended = top[-1].attention(hidden, mask)[0]
+    return top[-1].feed_forward_chunk(attended[:, :1])[:, 0]
+
+
 def _layer(layer: nn.Module, hidden, mask):
     out = layer(hidden, mask)
     return out[0] if isinstance(out, tuple) else out
@@ -172,8 +186,17 @@ class BiEncoder(nn.Module):
             rp = self.responder_encoder.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         else:
             rp = encoder_top(self.responder_encoder.roberta, bottom, batch["attention_mask"], bottom_layers)
-        rp = rp + self.dropout(self.attn(rp, seeker_states, seeker_states, key_mask=batch["seeker_attention_mask"]))
+        rp = self._attend(rp, seeker_states, batch["seeker_attention_mask"])
         return self.empathy_classifier(rp[:, 0, :]), self.rationale_classifier(self.dropout(rp))
+
+    def first_token_logits(self, first: torch.Tensor, seeker_states: torch.Tensor, seeker_attention_mask) -> torch.Tensor:
+        """`forward`'s level logits from the response encoder's first-token states (batch x hidden) alone: the head
+        reads that token only, and the attention treats each response token on its own."""
+        return self.empathy_classifier(self._attend(first[:, None, :], seeker_states, seeker_attention_mask)[:, 0])
+
+    def _attend(self, rp: torch.Tensor, seeker_states: torch.Tensor, seeker_attention_mask) -> torch.Tensor:
+        """The response states after attending to the seeker's (one head, residual), as the original."""
+        return rp + self.dropout(self.attn(rp, seeker_states, seeker_states, key_mask=seeker_attention_mask))
 
     @property
     def trained_encoder(self) -> nn.Module:
@@ -393,9 +416,10 @@ class SharedBiEncoders:
 
     Their seeker encoder is frozen in training, so it is the same in every mechanism: each unique seeker text
     is encoded once. Their response encoders share the frozen embeddings and bottom layers (only the top
-    `train_layers` are trained): each unique response runs those once, and only the top layers, the attention
-    and the head run per mechanism. The logits equal each classifier's own `logits` up to float rounding.
-    Build it with `share`, which checks the weights rather than trusting the training settings.
+    `train_layers` are trained): each unique response runs those once, then each mechanism's top layers, which
+    do not see the seeker, keep only the first token's state; the response-to-seeker attention and the head run
+    per pair from that state. The logits equal each classifier's own `logits` up to float rounding. Build it
+    with `share`, which checks the weights rather than trusting the training settings.
     """
 
     def __init__(self, classifiers: dict[str, Classifier], bottom_layers: int):
@@ -403,43 +427,59 @@ class SharedBiEncoders:
         self.bottom_layers = bottom_layers
         self.first = next(iter(classifiers.values()))
 
-    @torch.inference_mode()
-    def logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> dict[str, torch.Tensor]:
-        """Per mechanism, the logits of each (seeker, response) pair, in input order."""
+    def logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int = 16) -> dict[str, torch.Tensor]:
+        """Per mechanism, the logits of each (seeker, response) pair, in input order.
+
+        Small batches of texts sorted by length: on CPU, less padding saves more than bigger matrix products
+        would. One intra-op thread on CPU: a second one has little to share in such batches, and on a busy
+        machine OpenMP threads spin-waiting for each other made two threads 5-10x slower than one (2 cores).
+        """
+        with torch.inference_mode(), _one_cpu_thread(self.first.device):
+            return self._logits(seekers, responses, batch_size)
+
+    def _logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
         seeker_texts, seeker_of = _unique(seekers)
         response_texts, response_of = _unique(responses)
-        model = self.first.model
-        seeker_states = self._states(seeker_texts, model.encode_seeker, batch_size)
-        bottoms = self._states(response_texts, self._bottom, batch_size)
-        # batches formed by length, as predict_logits does, so little padding is computed
-        order = sorted(range(len(responses)), key=lambda i: (len(bottoms[response_of[i]]), len(seeker_states[seeker_of[i]])))
-        out = {m: torch.empty(len(responses), c.model.empathy_classifier.out_proj.out_features) for m, c in self.classifiers.items()}
+        seeker_states = self._seeker_states(seeker_texts, batch_size)
+        first_tokens = self._first_tokens(response_texts, batch_size)
+        order = sorted(range(len(responses)), key=lambda i: len(seeker_states[seeker_of[i]]))
+        out = {m: torch.empty(len(responses), c.config.num_labels) for m, c in self.classifiers.items()}
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            bottom, mask = _stack([bottoms[response_of[i]] for i in idx])
-            states, seeker_mask = _stack([seeker_states[seeker_of[i]] for i in idx])
-            batch = {"attention_mask": mask, "seeker_attention_mask": seeker_mask}
+            states, mask = _stack([seeker_states[seeker_of[i]] for i in idx])
+            rows = torch.tensor([response_of[i] for i in idx], device=states.device)
             for m, c in self.classifiers.items():
-                out[m][idx] = c.model(batch, seeker_states=states, bottom=bottom, bottom_layers=self.bottom_layers)[0].float().cpu()
+                out[m][idx] = c.model.first_token_logits(first_tokens[m][rows], states, mask).float().cpu()
         return out
 
-    def _bottom(self, input_ids, attention_mask):
-        return encoder_bottom(self.first.model.responder_encoder.roberta, input_ids, attention_mask, None, self.bottom_layers)
+    def _seeker_states(self, texts: Sequence[str], batch_size: int) -> list[torch.Tensor]:
+        """Per text, the seeker encoder's states of its tokens (tokens x hidden)."""
+        states: list[torch.Tensor] = [None] * len(texts)  # type: ignore[list-item]
+        for idx, input_ids, mask in self._batches(texts, batch_size):
+            hidden = self.first.model.encode_seeker(input_ids, mask)
+            for row, i in enumerate(idx):
+                states[i] = hidden[row, : int(mask[row].sum())]
+        return states
 
-    def _states(self, texts: Sequence[str], run, batch_size: int) -> list[torch.Tensor]:
-        """Per text, `run(input_ids, attention_mask)`'s states of its tokens (tokens x hidden), in length-sorted batches."""
+    def _first_tokens(self, texts: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
+        """Per mechanism, each text's first-token state out of its response encoder (texts x hidden)."""
+        hidden_size = self.first.config.encoder["hidden_size"]
+        out = {m: torch.empty(len(texts), hidden_size, device=self.first.device) for m in self.classifiers}
+        for idx, input_ids, mask in self._batches(texts, batch_size):
+            bottom = encoder_bottom(self.first.model.trained_encoder, input_ids, mask, None, self.bottom_layers)
+            for m, c in self.classifiers.items():
+                out[m][idx] = encoder_first_token(c.model.trained_encoder, bottom, mask, self.bottom_layers)
+        return out
+
+    def _batches(self, texts: Sequence[str], batch_size: int):
+        """(positions, input ids, attention mask) of the texts in batches of similar length."""
         ids = self.first.encoder.token_ids(texts)
         pad = self.first.tokenizer.pad_token_id
-        states: list[torch.Tensor] = [None] * len(ids)  # type: ignore[list-item]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            input_ids = _pad([ids[i] for i in idx], pad).to(self.first.device)
-            mask = _pad([[1] * len(ids[i]) for i in idx], 0).to(self.first.device)
-            hidden = run(input_ids, mask)
-            for row, i in enumerate(idx):
-                states[i] = hidden[row, : len(ids[i])]
-        return states
+            rows = [ids[i] for i in idx]
+            yield idx, _pad(rows, pad).to(self.first.device), _pad([[1] * len(r) for r in rows], 0).to(self.first.device)
 
 
 def share(classifiers: dict[str, Classifier]) -> SharedBiEncoders | None:
@@ -449,9 +489,12 @@ def share(classifiers: dict[str, Classifier]) -> SharedBiEncoders | None:
     first, *rest = classifiers.values()
     if any(c.config.arch != "bi" or not _same_inputs(first, c) for c in classifiers.values()):
         return None
+    last = first.model.trained_encoder.encoder.layer[-1]
+    if not (hasattr(last, "attention") and hasattr(last, "feed_forward_chunk")):
+        return None  # not a BERT-style layer that `encoder_first_token` can split
     if not all(_same_weights(first.model.seeker_encoder, c.model.seeker_encoder) for c in rest):
         return None
-    responders = [c.model.responder_encoder.roberta for c in classifiers.values()]
+    responders = [c.model.trained_encoder for c in classifiers.values()]
     if not all(_same_weights(responders[0].embeddings, r.embeddings) for r in responders[1:]):
         return None
     shared = 0
@@ -478,6 +521,18 @@ def _same_files(a: Path, b: Path) -> bool:
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@contextmanager
+def _one_cpu_thread(device: str):
+    """On CPU, one intra-op thread for a while (torch's count is process-wide); the previous count is restored after."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _unique(texts: Sequence[str]) -> tuple[list[str], list[int]]:
