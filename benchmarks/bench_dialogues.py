@@ -6,14 +6,18 @@ is made) are run with --concurrency 1 and with --concurrency C, alternating, in 
 times and their ratio are printed. The answers are greedy, so both ways do nearly the same work (the
 completion tokens are printed to show it; llama.cpp's parallel slots are not bit-reproducible).
 
-With `--server fault` the server is tests/fault_server.py answering every request after a fixed delay:
-the ideal speed-up is then min(C, N), and the gap to it is the harness's own cost.
+With `--server fault` the server is tests/fault_server.py answering every request after a fixed delay
+(as a remote API does; each answer distinct): the ideal speed-up is then min(C, N), and the gap to it is
+the harness's own cost. On a CPU-bound llama.cpp server the gain is bounded by the cores: concurrent
+requests share the same threads (continuous batching helps decoding, not the prompt-heavy judge calls).
 
     ESC_HARNESS_DATA=../shared/data python benchmarks/bench_dialogues.py [--n 8] [--concurrency 8] [--rounds 1] [--server llama|fault]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import statistics
 import sys
@@ -46,6 +50,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=4, help="server slots = the adapter's connections")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads [default: the idle cores]")
     parser.add_argument("--server", choices=("llama", "fault"), default="llama")
     parser.add_argument("--delay", type=float, default=0.05, help="seconds per request of the fault server")
     args = parser.parse_args()
@@ -54,13 +59,22 @@ def main() -> None:
     if args.server == "llama":
         from harness.models.local_llama import LlamaServer, default_gguf
 
-        server = LlamaServer(default_gguf(), n_ctx=4096, parallel=args.parallel, api_key=key)
+        server = LlamaServer(default_gguf(), n_ctx=4096, parallel=args.parallel, api_key=key, threads=args.threads)
         what = f"llama.cpp SmolLM2-135M, {args.parallel} slots ({server.threads} threads)"
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from fault_server import FaultServer
 
-        server = FaultServer(delay=args.delay)
+        class DistinctAnswers(FaultServer):
+            """Every answer names the whole request, so no two dialogues share a call (as with a real model)."""
+
+            def completion(self, body):
+                answer = super().completion(body)
+                digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()[:12]
+                answer["choices"][0]["message"]["content"] = f"answer {digest}"
+                return answer
+
+        server = DistinctAnswers(delay=args.delay)
         server.stop = server.close
         what = f"a fake server answering after {args.delay:g} s"
     times: dict[int, list[float]] = {1: [], args.concurrency: []}
