@@ -10,12 +10,14 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from .contract import RunHeader, SampleRecord, Summary
 from .errors import HarnessError
+
+M = TypeVar("M", bound=BaseModel)
 
 HEADER, SAMPLES, SUMMARY, LOCK = "run.json", "samples.jsonl", "summary.json", ".lock"
 
@@ -29,14 +31,20 @@ def write_json(path: Path, obj: BaseModel) -> None:
     os.replace(tmp, path)
 
 
-def _read_model(path: Path, model: type[BaseModel]):
+def read_model(path: Path, model: type[M], missing: str, invalid: str, advice: str = "") -> M:
+    """A JSON file of a pydantic model, or one error line: `{path}: {missing}` when there is no file,
+    `{path}: {invalid} ({field}: {problem}){advice}` when it does not validate."""
     try:
         return model.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HarnessError(f"{path}: not found; is {path.parent} a run folder written by `harness run`?") from None
+        raise HarnessError(f"{path}: {missing}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise HarnessError(f"{path}: not a valid {path.name} ({'.'.join(map(str, first['loc']))}: {first['msg']}).") from None
+        raise HarnessError(f"{path}: {invalid} ({'.'.join(map(str, first['loc']))}: {first['msg']}){advice}.") from None
+
+
+def _read_model(path: Path, model: type[M]) -> M:
+    return read_model(path, model, f"not found; is {path.parent} a run folder written by `harness run`?", f"not a valid {path.name}")
 
 
 def read_header(run_dir: Path) -> RunHeader:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from harness import store, uncertainty
 from harness.cache import CachedModel, ResponseCache
@@ -460,13 +460,8 @@ def export(run_a: Path, run_b: Path, out: Path, key_path: Path | None = None, n:
 
 
 def read_key(path: Path) -> ABKey:
-    try:
-        return ABKey.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such key file; pass the .key.json written by `harness ab export`.") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise HarnessError(f"{path}: not a key written by `harness ab export` ({'.'.join(map(str, first['loc']))}: {first['msg']}).") from None
+    return store.read_model(path, ABKey, "no such key file; pass the .key.json written by `harness ab export`.",
+                            "not a key written by `harness ab export`")
 
 
 # --------------------------------------------------------------------------- reading a filled sheet

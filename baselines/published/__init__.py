@@ -31,8 +31,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness import store
 from harness.errors import HarnessError
 
 FOLDER = Path(__file__).resolve().parent
@@ -100,15 +101,9 @@ class PublishedTable(BaseModel):
 
 
 def load(path: str | Path) -> PublishedTable:
-    path = Path(path)
-    try:
-        return PublishedTable.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such published-numbers file; give a JSON file in the PublishedTable format (baselines/published/__init__.py).") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise HarnessError(f"{path}: not a valid published-numbers file ({where}: {first['msg']}); fix it against the PublishedTable schema in baselines/published/__init__.py.") from None
+    return store.read_model(Path(path), PublishedTable,
+                            "no such published-numbers file; give a JSON file in the PublishedTable format (baselines/published/__init__.py).",
+                            "not a valid published-numbers file", "; fix it against the PublishedTable schema in baselines/published/__init__.py")
 
 
 def load_all(folder: str | Path | None = None) -> list[tuple[str, PublishedTable]]:
