@@ -11,38 +11,16 @@ from click.testing import CliRunner
 
 from harness import registry
 from harness.cli import main, model_spec
-from harness.contract import ModelOutput, RunHeader, Sample, SampleRecord, ScoredPair, Summary
+from harness.contract import RunHeader, Sample, SampleRecord, ScoredPair, Summary
 from harness.errors import HarnessError
 from harness.models.scripted import ScriptedModel
 from harness.runner import RoleConfig, RunConfig, run
+from role_script import Script
 from simulators.esc_eval import GREETING, SEEKER_SYSTEM, ESCEvalTask
 from simulators.esc_eval_judge import DIMENSIONS, PROMPT_VERSION, judge_request
 
 DIMS = list(DIMENSIONS)  # fluency, expression, empathy, information, humanoid, skill, overall
 METRICS = [f"esc-eval-{d}" for d in DIMS] + ["esc-eval-average", "esc-eval-score"]
-
-
-class Script:
-    """`ask(role, request)` answering from one script per role; logs every call."""
-
-    def __init__(self, **scripts):
-        self.scripts = {role: list(lines) for role, lines in scripts.items()}
-        self.log = []
-
-    def __call__(self, role, request):
-        self.log.append((role, request))
-        assert self.scripts.get(role), f"unexpected call #{len(self.log)} to role '{role}'"
-        return ModelOutput(choices=[self.scripts[role].pop(0)])
-
-    @property
-    def roles(self):
-        return [role for role, _ in self.log]
-
-    def requests(self, role):
-        return [request for r, request in self.log if r == role]
-
-    def used_up(self):
-        return all(not lines for lines in self.scripts.values())
 
 
 CARD = "Age: 34\nGender: Male\nOccupation: CARD-MARKER welder\nProblem: Lost his job and hides it from his family."

@@ -8,37 +8,15 @@ import numpy as np
 import pytest
 
 from harness import registry, uncertainty
-from harness.contract import ModelOutput, RunHeader, Sample, SampleRecord, ScoredPair, Summary
+from harness.contract import RunHeader, Sample, SampleRecord, ScoredPair, Summary
 from harness.errors import HarnessError
 from harness.models.scripted import ScriptedModel
 from harness.runner import RoleConfig, RunConfig, run
+from role_script import Script
 from simulators.sage import (BAND_MOODS, FORMAT_REMINDER, REASON_TASK, REPLY_TASK, SUPPORTER_SYSTEM, SageTask, band,
                              is_chinese, parse_reasoning)
 
 FIRST_SCENARIO = "sage/d3c386e4-1b4d-4568-8abf-4d60a4fec355"  # the first line of the profile file
-
-
-class Script:
-    """`ask(role, request)` answering from one script per role; logs every call."""
-
-    def __init__(self, **scripts):
-        self.scripts = {role: list(lines) for role, lines in scripts.items()}
-        self.log = []
-
-    def __call__(self, role, request):
-        self.log.append((role, request))
-        assert self.scripts.get(role), f"unexpected call #{len(self.log)} to role '{role}'"
-        return ModelOutput(choices=[self.scripts[role].pop(0)])
-
-    @property
-    def roles(self):
-        return [role for role, _ in self.log]
-
-    def requests(self, role):
-        return [request for r, request in self.log if r == role]
-
-    def used_up(self):
-        return all(not lines for lines in self.scripts.values())
 
 
 def reasoning(change, thought="fine", feeling="calm"):
