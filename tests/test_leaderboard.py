@@ -3,6 +3,7 @@ significance against a reference, and the file contracts of md / csv / latex."""
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from harness.leaderboard import collect_runs
 from reports.leaderboard import (DAGGER, _StoredScore, build_tables, render_csv, render_latex, render_markdown)
 from reports.leaderboard_cli import leaderboard as leaderboard_command
 
-PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
+# the papers' text lies beside the data: $ESC_HARNESS_DATA/../papers, else ../shared/papers beside the checkout
+_DATA = os.environ.get("ESC_HARNESS_DATA")
+PAPERS = Path(_DATA).resolve().parent / "papers" if _DATA else Path(__file__).resolve().parents[2] / "shared" / "papers"
 
 
 # --------------------------------------------------------------------------- fake run folders
