@@ -23,7 +23,9 @@ class RetrievalModel(ChatModel):
     name = "retrieval"
     batch_size = 512
 
-    def __init__(self, context: ModelContext, corpus_split: str = "train"):
+    def __init__(self, context: ModelContext | None, corpus_split: str = "train"):
+        if context is None:
+            raise HarnessError("retrieval answers a task's samples from its training split; it serves runs only (`harness run --model retrieval`), not a judge or a tool.")
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         if context.split == corpus_split:

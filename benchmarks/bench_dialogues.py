@@ -35,7 +35,7 @@ def play(base_url: str, key: str, n: int, rounds: int, concurrency: int, paralle
     args = {"model": "smollm2", "base_url": base_url, "api_key": key, "max_tokens": MAX_TOKENS, "temperature": 0.0,
             "max_connections": parallel}
     config = RunConfig(task="esc-eval", model="openai", model_args=args, task_args={"rounds": rounds}, limit=n,
-                       use_cache=False, output_dir=out, bootstrap=0, concurrency=concurrency)
+                       use_cache=False, output_dir=out, resamples=0, concurrency=concurrency)
     start = time.perf_counter()
     result = run(config, progress=False)
     elapsed = time.perf_counter() - start

@@ -13,22 +13,14 @@ import os
 import sqlite3
 import threading
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .contract import ChatModel, ChatRequest, ModelOutput, StreamingChatModel
+from .errors import HarnessError
+from .hashing import sha256_memo
 
 CACHE_FORMAT = 1
-
-
-@lru_cache(maxsize=65536)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_fingerprint(path: str) -> str:
@@ -37,7 +29,7 @@ def image_fingerprint(path: str) -> str:
         stat = os.stat(path)
     except OSError:
         return f"missing:{path}"
-    return _file_sha256(path, stat.st_size, stat.st_mtime_ns)
+    return sha256_memo(path, stat)
 
 
 def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, index: int) -> str:
@@ -52,6 +44,8 @@ def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, i
         "generation": request.generation.model_dump(exclude={"n"}),
         "index": index,
     }
+    if request.adapter is not None:  # only when named, so that the keys of requests without one stay as they were
+        payload["adapter"] = request.adapter
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -103,9 +97,23 @@ class CachedModel(StreamingChatModel):
     def cache_identity(self) -> dict[str, Any]:
         return self.inner.cache_identity()
 
+    def adapters(self) -> tuple[str, ...]:
+        return self.inner.adapters()
+
+    def check_adapters(self, requests: Sequence[ChatRequest]) -> None:
+        """A request naming an adapter the model does not have is refused before anything is asked."""
+        named = {r.adapter for r in requests if r.adapter is not None}
+        if not named:
+            return
+        have = set(self.inner.adapters())
+        unknown = sorted(named - have)
+        if unknown:
+            offer = f"it has {', '.join(sorted(have))}" if have else "it serves no named adapters (only hf and vllm load several)"
+            raise HarnessError(f"model '{self.name}' has no adapter '{unknown[0]}' that a request asked for; {offer}.")
 
     def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
         """Cached answers first, then the adapter's as they finish, each stored the moment it arrives."""
+        self.check_adapters(requests)
         if self.cache is None:
             for position, output in self.inner.stream(requests):
                 self.calls += 1

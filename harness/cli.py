@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
-from . import __version__, datafiles, paths, registry
+from . import __version__, datafiles, options, paths, registry
 from .errors import HarnessError
+from .options import model_spec, names, parse_kv  # noqa: F401  (plugins' commands use them from here)
 
 
 class _Group(click.Group):
@@ -39,39 +40,6 @@ class _Group(click.Group):
         if found is None and name in registry.commands.names():
             found = registry.commands.get(name)
         return found
-
-
-def parse_kv(text: str | None, option: str = "--model-args") -> dict[str, Any]:
-    """`k=v,k2=v2` -> dict; values that read as JSON (numbers, true/false, null, lists) are converted."""
-    if not text:
-        return {}
-    pieces: list[str] = []
-    for piece in text.split(","):
-        if "=" in piece or not pieces:
-            pieces.append(piece)
-        else:  # a comma inside a value
-            pieces[-1] += "," + piece
-    parsed: dict[str, Any] = {}
-    for piece in pieces:
-        key, sep, value = piece.partition("=")
-        if not sep or not key.strip():
-            raise HarnessError(f"{option}: '{piece}' is not key=value; write e.g. {option} temperature=0.7,max_tokens=128.")
-        try:
-            parsed[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = value
-    return parsed
-
-
-def model_spec(spec: str | None, args: str | None, option: str) -> tuple[str, dict[str, Any]]:
-    """`openai:gpt-4o` + `temperature=0.7` -> ("openai", {"model": "gpt-4o", "temperature": 0.7})."""
-    kwargs = parse_kv(args, option)
-    if not spec:
-        raise HarnessError(f"{option} given without its model; name the model too (e.g. --{option[2:-5]} openai:gpt-4o).")
-    name, sep, model = spec.partition(":")
-    if sep and model:
-        kwargs.setdefault("model", model)
-    return name, kwargs
 
 
 def metric_table(summary) -> str:
@@ -108,38 +76,33 @@ def main() -> None:
 @click.option("--task-args", help="Task options, k=v,k2=v2.")
 @click.option("--split", default=None, help="Split to evaluate [default: test].")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N samples of the split.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the run [default: 0; on --resume, the run's].")
 @click.option("--metrics", help="Comma-separated metric names [default: the task's].")
-@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("results/runs"), show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Datasets folder [default: $ESC_HARNESS_DATA, else the per-user cache].")
-@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file [default: $ESC_HARNESS_CACHE, else the per-user cache].")
-@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
-@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Resamples for the metrics' 95% intervals (0: none).")
-@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted run folder.")
-@click.option("--seeker", help="Dialogue tasks: the model playing the seeker [default: --model].")
-@click.option("--seeker-args", help="Options of the seeker's adapter, k=v,k2=v2.")
-@click.option("--judge", help="Dialogue tasks: the model judging the dialogues [default: --model].")
-@click.option("--judge-args", help="Options of the judge's adapter, k=v,k2=v2.")
+@options.output_dir(Path("results/runs"), "Folder the run folder is made in")
+@options.data_dir
+@options.cache
+@options.resamples(deprecated=("--bootstrap",))
+@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted (or failed) run folder.")
+@options.roles
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Dialogue tasks: dialogues played at once.")
-def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, bootstrap, resume,
-        seeker, seeker_args, judge, judge_args, concurrency) -> None:
+def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, resamples, resume,
+        roles, concurrency) -> None:
     """Evaluate MODEL on TASK; writes a run folder and prints its metrics.
 
-    A model is an adapter name, optionally with its model: `openai:gpt-4o` is `openai` with model=gpt-4o."""
-    from .runner import RoleConfig, RunConfig, run as run_task
+    A model is an adapter name, optionally with its model: `openai:gpt-4o` is `openai` with model=gpt-4o.
+    Roles besides the model under test (a dialogue's seeker, the judge of judged metrics) are played by
+    --model unless given with --role NAME=SPEC."""
+    from .runner import RunConfig, run as run_task
 
     if resume is None and not (task and model):
         raise HarnessError("give --task and --model (or --resume RUN_DIR); e.g. harness run --task mesc --model retrieval")
     if concurrency < 1:
         raise HarnessError(f"--concurrency must be at least 1, got {concurrency}.")
     model_name, model_kwargs = model_spec(model, model_args, "--model-args") if model else ("", parse_kv(model_args))
-    roles = {name: RoleConfig(*model_spec(spec, args, f"--{name}-args"))
-             for name, spec, args in (("seeker", seeker, seeker_args), ("judge", judge, judge_args)) if spec or args}
     config = RunConfig(
         task=task or "", model=model_name, split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
-        model_args=model_kwargs, seed=seed, limit=limit, metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
-        output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache, bootstrap=bootstrap,
-        roles=roles, concurrency=concurrency,
+        model_args=model_kwargs, seed=seed, limit=limit, metrics=names(metrics), output_dir=output_dir, data_dir=data_dir,
+        cache_path=cache_path, use_cache=not no_cache, resamples=resamples, roles=roles, concurrency=concurrency,
     )
     result = run_task(config, resume=resume)
     click.echo(f"{result.summary.n} samples; model calls {result.model_calls}, cache hits {result.cache_hits}"
@@ -151,12 +114,12 @@ def run(task, model, model_args, task_args, split, limit, seed, metrics, output_
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--metrics", help="Comma-separated metric names [default: those of the run].")
-@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Resamples for the metrics' 95% intervals (0: none).")
-def score(run_dir: Path, metrics: str | None, bootstrap: int) -> None:
+@options.resamples(deprecated=("--bootstrap",))
+def score(run_dir: Path, metrics: str | None, resamples: int) -> None:
     """Recompute the metrics of a finished run from its stored outputs (no model call)."""
     from .runner import score as score_run
 
-    summary = score_run(run_dir, [m.strip() for m in metrics.split(",")] if metrics else None, bootstrap)
+    summary = score_run(run_dir, names(metrics), resamples)
     click.echo(metric_table(summary))
 
 
@@ -164,14 +127,14 @@ def score(run_dir: Path, metrics: str | None, bootstrap: int) -> None:
 @click.argument("run_a", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("run_b", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--metrics", help="Comma-separated metric names [default: those both runs have].")
-@click.option("--resamples", type=int, default=1000, show_default=True)
+@options.resamples(what="Resamples of the paired interval and randomisation test")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(run_a: Path, run_b: Path, metrics: str | None, resamples: int, seed: int, as_json: bool) -> None:
     """B - A per metric on the samples both runs share: paired 95% interval and paired randomisation p-value."""
     from .comparison import compare_runs
 
-    result = compare_runs(run_a, run_b, [m.strip() for m in metrics.split(",")] if metrics else None, resamples, seed)
+    result = compare_runs(run_a, run_b, names(metrics), resamples, seed)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -181,10 +144,10 @@ def compare(run_a: Path, run_b: Path, metrics: str | None, resamples: int, seed:
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["tasks", "models", "metrics"]))
+@click.argument("kind", type=click.Choice(["tasks", "models", "metrics", "recipes"]))
 def list_(kind: str) -> None:
-    """Registered tasks, models or metrics."""
-    reg = {"tasks": registry.tasks, "models": registry.models, "metrics": registry.metrics}[kind]
+    """Registered tasks, models, metrics or training recipes."""
+    reg = {"tasks": registry.tasks, "models": registry.models, "metrics": registry.metrics, "recipes": registry.recipes}[kind]
     rows = []
     for name in reg.names():
         try:
@@ -204,7 +167,7 @@ def data() -> None:
 
 @data.command()
 @click.argument("task")
-@click.option("--data-dir", type=click.Path(path_type=Path))
+@options.data_dir
 @click.option("--json", "as_json", is_flag=True, help="Print {split: instances} as JSON.")
 def stats(task: str, data_dir: Path | None, as_json: bool) -> None:
     """Number of instances per split."""
@@ -217,7 +180,7 @@ def stats(task: str, data_dir: Path | None, as_json: bool) -> None:
 
 @data.command()
 @click.argument("task")
-@click.option("--data-dir", type=click.Path(path_type=Path))
+@options.data_dir
 @click.option("--force", is_flag=True, help="Download again even if the files are there and intact.")
 def fetch(task: str, data_dir: Path | None, force: bool) -> None:
     """Download a task's files from their source and check their sha256."""
@@ -230,9 +193,9 @@ def fetch(task: str, data_dir: Path | None, force: bool) -> None:
 @data.command("frames")
 @click.argument("task")
 @click.option("--videos", required=True, type=click.Path(path_type=Path, file_okay=False), help="Folder holding your copy of the source videos.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Where the frames go [default: the task's per-user frames folder].")
-@click.option("--data-dir", type=click.Path(path_type=Path))
-def frames(task: str, videos: Path, out: Path | None, data_dir: Path | None) -> None:
+@options.output_dir(None, "Where the frames go [default: the task's per-user frames folder]", deprecated=("--out",))
+@options.data_dir
+def frames(task: str, videos: Path, output_dir: Path | None, data_dir: Path | None) -> None:
     """Extract each sample's video frames from your own copy of a task's videos (resumable)."""
     from .runner import load_task
 
@@ -241,7 +204,7 @@ def frames(task: str, videos: Path, out: Path | None, data_dir: Path | None) -> 
     if prepare is None:
         raise HarnessError(f"task {task} has no video frames (its samples are text only); nothing to extract.")
     folder, _ = datafiles.resolve(t.dataset, task, paths.data_root(data_dir))
-    click.echo(str(prepare(videos, folder, out)))
+    click.echo(str(prepare(videos, folder, output_dir)))
 
 
 @main.group()
@@ -259,65 +222,20 @@ def setup_nltk(wordnet_dir: Path | None) -> None:
     click.echo(f"NLTK data ready in {target}: {json.dumps(nltk_data.describe())}")
 
 
-@main.group()
-def epitome() -> None:
-    """EPITOME classifiers for DIFF-EPITOME: fetch the data, train, report."""
+class _Recipes(click.Group):
+    """`harness train NAME`: the recipes come from the esc_harness.train entry points, imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return registry.recipes.names()
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return registry.recipes.get(name)  # an unknown name: one line with "did you mean"
 
 
-@epitome.command("fetch")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--force", is_flag=True)
-def epitome_fetch(data_dir: Path | None, force: bool) -> None:
-    """Download the EPITOME CSVs from their source and check their sha256."""
-    from baselines.epitome import data as ep
-
-    written = ep.fetch(data_dir, force=force)
-    click.echo(f"{len(written)} file(s) written; verified in {ep.data_dir(data_dir)}")
-
-
-@epitome.command("train")
-@click.option("--encoder", default="minilm", show_default=True, help="'minilm' (packaged all-MiniLM-L6-v2) or a local model folder, e.g. roberta-base.")
-@click.option("--arch", type=click.Choice(["bi", "cross"]), default="bi", show_default=True)
-@click.option("--mechanisms", default="ER,IP,EX", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: <harness home>/epitome/<encoder>-<arch>.")
-@click.option("--epochs", type=int)
-@click.option("--lr", type=float)
-@click.option("--batch-size", type=int)
-@click.option("--train-layers", type=int, help="Top encoder layers trained (MiniLM default 2; >= layer count: all).")
-@click.option("--seed", type=int, default=12, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-def epitome_train(encoder, arch, mechanisms, out, epochs, lr, batch_size, train_layers, seed, threads, data_dir) -> None:
-    """Train the three classifiers on the fixed split; writes weights and the held-out report."""
-    from baselines.epitome import train as ep
-
-    extra = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size, "train_layers": train_layers}.items() if v is not None}
-    result = ep.main(encoder=encoder, arch=arch, mechanisms=[m.strip() for m in mechanisms.split(",") if m.strip()], out=out,
-                     seed=seed, threads=threads, data_root=data_dir, log=click.echo, **extra)
-    click.echo((Path(result["folder"]) / "report.md").read_text())
-
-
-@epitome.command("report")
-@click.argument("tag", required=False)
-@click.option("--json", "as_json", is_flag=True)
-def epitome_report(tag: str | None, as_json: bool) -> None:
-    """Accuracy, macro-F1 and confusion matrices of built classifiers on the held-out split."""
-    from baselines.epitome import train as ep
-
-    folder = Path(ep.report(tag)["folder"])
-    click.echo((folder / ("report.json" if as_json else "report.md")).read_text())
-
-
-@epitome.command("import-original")
-@click.option("--checkpoints", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Folder with finetuned_{ER,IP,EX}.pth.")
-@click.option("--roberta-base", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-def epitome_import_original(checkpoints: Path, roberta_base: Path, out: Path | None, data_dir: Path | None) -> None:
-    """Use the original EPITOME checkpoints (Sharma et al. 2020) where you have them."""
-    from baselines.epitome import train as ep
-
-    ep.import_original(checkpoints, roberta_base, out=out, data_root=data_dir, log=click.echo)
+@main.group(cls=_Recipes)
+def train() -> None:
+    """Training recipes (FIRES, COMPEER, ...): each writes a checkpoint folder with its train.json,
+    which `harness run --model hf --model-args model=DIR` evaluates like any model."""
 
 
 @main.command()

@@ -1,17 +1,19 @@
 """The whole contract of the harness on one screen.
 
 A *task* turns a dataset into `Sample`s and each sample into a `ChatRequest`; a *model adapter*
-(`ChatModel`) answers requests; the task parses each answer into a response; *metrics* score the
-responses against the references; the run folder holds a `RunHeader` (run.json), one `SampleRecord`
-per line (samples.jsonl) and a `Summary` (summary.json). Everything written to disk is a pydantic
-model below, so its JSON schema is `Model.model_json_schema()` (see `harness schema`).
+(`ChatModel`) answers requests; the task parses each answer into a response; *graders* ask a role's
+model about each record (an LLM judge) and store what they read in its outcome; *metrics* score the
+responses against the references (and read the graders' values); the run folder holds a `RunHeader`
+(run.json), one `SampleRecord` per line (samples.jsonl) and a `Summary` (summary.json). A training
+recipe writes a `TrainRecord` (train.json) beside its checkpoint. Everything written to disk is a
+pydantic model below, so its JSON schema is `Model.model_json_schema()` (see `harness schema`).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +73,9 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
     messages: tuple[Message, ...]
     generation: GenerationConfig = GenerationConfig()
+    # one of the model's named adapters (a LoRA per request, e.g. ESC-RANK's one per dimension); None: the
+    # model as loaded. Part of the cache key; an adapter that the model does not have is refused.
+    adapter: str | None = None
 
 
 class ModelOutput(BaseModel):
@@ -84,7 +89,8 @@ class ModelOutput(BaseModel):
 
 @dataclass
 class ModelContext:
-    """What an adapter may know about the run it serves (a retrieval model needs the task)."""
+    """What an adapter may know about the run it serves (a retrieval model needs the task). Models opened
+    outside a run (an A/B judge) get none."""
 
     task: "Task"
     split: str
@@ -104,6 +110,10 @@ class ChatModel(ABC):
     @abstractmethod
     def cache_identity(self) -> dict[str, Any]:
         """Everything about this model that changes its answers (never secrets, timeouts, concurrency)."""
+
+    def adapters(self) -> tuple[str, ...]:
+        """Names a request may choose with `ChatRequest.adapter` (hf: its LoRA adapters; vllm: LoRARequests)."""
+        return ()
 
     @abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
@@ -214,12 +224,21 @@ class ParsedOutput(BaseModel):
 
 @dataclass
 class ScoredPair:
+    """What a metric scores: the response and reference, and the rest of the sample's record as it is (a
+    metric reads what it needs: the history's last turn, the outcome of a dialogue or of a grader)."""
+
     response: str
     reference: str
-    response_tokens: list[str] = field(default_factory=list)
-    reference_tokens: list[str] = field(default_factory=list)
-    context: str = ""  # the seeker's last turn (what EPITOME classifiers read beside the response)
-    outcome: dict[str, Any] = field(default_factory=dict)  # a simulated dialogue's outcome (judge scores, final emotion)
+    history: tuple[Turn, ...] | list[Turn] = ()
+    outcome: dict[str, Any] = field(default_factory=dict)  # a dialogue's outcome and the graders' values
+    labels: dict[str, Any] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: str, compute: Callable[["ScoredPair"], Any]) -> Any:
+        """`compute(self)` once per pair (e.g. tokens shared by all lexical metrics and their resamples)."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
 
 @dataclass
@@ -232,6 +251,13 @@ class MetricValue:
 class Metric(ABC):
     name: str  # as registered and as written in summary.json
     description: str = ""
+    # how reports show it: direction, decimals, and its place among the columns (lower comes first)
+    higher_is_better: bool = True
+    decimals: int = 2
+    order: int = 1000
+    # the model-graded scorer whose values (in each record's outcome) this metric reads; the run asks it
+    # with the model of its role before scoring
+    grader: "Grader | None" = None
     # True when the reported value is the mean of per-sample values: samples are then scored as they
     # finish (the scores land in samples.jsonl) and the summary averages them.
     per_sample: bool = False
@@ -255,9 +281,35 @@ class Metric(ABC):
         return None
 
 
+# --------------------------------------------------------------------------- model-graded scoring
+
+
+class Grader(ABC):
+    """Asks the model of `role` about each item (a SampleRecord in a run) and reads one value from each
+    answer. An answer that does not parse is a missing value (None), never a 0. Every call goes through
+    the response cache, so a killed run resumes without asking twice."""
+
+    name: str  # key of the values in the record's outcome
+    role: str = "judge"  # the run role whose model answers (`--role judge=...`)
+    prompt_version: str = ""  # changes whenever a prompt text changes
+
+    @abstractmethod
+    def requests(self, item: Any) -> dict[str, ChatRequest]:
+        """aspect (a dimension, a criterion) -> the request asking for it."""
+
+    @abstractmethod
+    def parse(self, aspect: str, answer: str) -> Any:
+        """The value of one answer, or None when it cannot be read safely."""
+
+    def outcome(self, values: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
+        """What lands in the record's outcome."""
+        return {self.name: values, f"{self.name}_raw": raw}
+
+
 # --------------------------------------------------------------------------- run records (on disk)
 
 SCHEMA_VERSION = 1
+Status = Literal["running", "finished", "failed"]  # a killed run stays "running" and resumes
 
 
 class RoleRecord(BaseModel):
@@ -287,7 +339,8 @@ class RunHeader(BaseModel):
     packages: dict[str, str] = {}
     started_at: str
     finished_at: str | None = None
-    status: str = "running"  # running | finished
+    status: Status = "running"
+    error: str | None = None  # the one-line error of a failed run
     n_samples: int  # samples this run covers (after --limit)
     roles: dict[str, RoleRecord] = {}  # dialogue tasks: seeker, judge ... (the model under test is `model`)
     prompt_version: str | None = None  # dialogue tasks: version of the roles' prompts
@@ -329,9 +382,43 @@ class Summary(BaseModel):
     missing: dict[str, int] = {}  # per metric: samples left out for want of a value (unparseable judge scores)
 
 
+# --------------------------------------------------------------------------- training records (on disk)
+
+
+class DataSource(BaseModel):
+    """What a training set was built from: a run folder (its id) or a file (its sha256)."""
+
+    kind: Literal["run", "file"]
+    name: str  # run id, or the file's path as given
+    sha256: str | None = None  # files: content hash
+    detail: dict[str, Any] = {}  # e.g. the run's task and model, the rows used
+
+
+class TrainRecord(BaseModel):
+    """train.json, written by `harness train NAME` into the checkpoint folder. A folder holding it is a
+    model: `--model hf --model-args model=DIR` loads `base_model` and these weights."""
+
+    schema_version: int = SCHEMA_VERSION
+    recipe: str  # e.g. "fires-sft"
+    train_id: str
+    config: dict[str, Any]  # every setting, with where each value comes from where the recipe records it
+    base_model: dict[str, Any]  # {"model": path or hub id, "weights": fingerprint, ...}
+    weights: Literal["peft", "full"]  # a peft adapter (adapter_config.json) or full weights in the folder
+    data: list[DataSource] = []
+    reward: dict[str, Any] | None = None  # identity of the reward (functions, weights, a reward model)
+    evaluate: dict[str, Any] = {}  # {"task": ..., "task_args": {...}}: how to evaluate the result
+    git_revision: str | None = None
+    packages: dict[str, str] = {}
+    started_at: str
+    finished_at: str | None = None
+    status: Status = "running"
+    error: str | None = None
+
+
 ON_DISK: dict[str, type[BaseModel]] = {
     "run.json": RunHeader,
     "samples.jsonl": SampleRecord,
     "summary.json": Summary,
+    "train.json": TrainRecord,
 }
 # (a dialogue task's calls cache, calls.sqlite, sits beside them when the run is made with --no-cache)

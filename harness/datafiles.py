@@ -1,7 +1,6 @@
 """Locating, verifying and fetching dataset files (the task declares them; this module knows no task)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,16 +9,9 @@ from pathlib import Path
 
 from .contract import Dataset, DataFile
 from .errors import DataError
+from .hashing import sha256_of  # baselines import it from here too
 
 ALLOW_MODIFIED_ENV = "ESC_HARNESS_ALLOW_MODIFIED_DATA"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _how_to_get(dataset: Dataset, task_name: str) -> str:

@@ -15,9 +15,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Sequence
 
-from . import scoring, store
+from . import grading, scoring, store
 from .cache import CachedModel
-from .contract import ChatRequest, DialogueTask, Metric, ModelOutput, Sample, SampleRecord
+from .contract import ChatRequest, DialogueTask, Grader, Metric, ModelOutput, Sample, SampleRecord
 
 _STOP = object()
 
@@ -33,9 +33,17 @@ class RoleClient:
         self._dispatcher.start()
 
     def ask(self, request: ChatRequest) -> ModelOutput:
-        future: Future = Future()
-        self._queue.put((request, future))
-        return future.result()
+        return self.ask_many([request])[0]
+
+    def ask_many(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
+        """All at once (they batch together), answers in request order."""
+        self.model.check_adapters(requests)
+        futures = []
+        for request in requests:
+            future: Future = Future()
+            self._queue.put((request, future))
+            futures.append(future)
+        return [future.result() for future in futures]
 
     def _dispatch(self) -> None:
         while True:
@@ -70,10 +78,11 @@ class RoleClient:
         self._queue.put(_STOP)
 
 
-def play(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[Metric], todo: list[tuple[int, Sample]],
-         run_dir: Path, concurrency: int, progress: bool | None) -> None:
-    """Play the dialogues of `todo` (at most `concurrency` at once); each finished one is scored and written
-    at once. On the first failure no new dialogue starts; the ones under way finish, then the error is raised."""
+def play(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[Metric], graders: Sequence[Grader],
+         todo: list[tuple[int, Sample]], run_dir: Path, concurrency: int, progress: bool | None) -> None:
+    """Play the dialogues of `todo` (at most `concurrency` at once); each finished one is graded, scored and
+    written at once. On the first failure no new dialogue starts; the ones under way finish, then the error
+    is raised."""
     from tqdm import tqdm
 
     if not todo:
@@ -95,7 +104,7 @@ def play(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[M
             except queue.Empty:
                 return
             try:
-                record = _play_one(task, clients, metrics, index, sample)
+                record = _play_one(task, clients, metrics, graders, index, sample)
             except BaseException as exc:
                 errors.append(exc)
                 failed.set()
@@ -123,7 +132,8 @@ def play(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[M
         raise errors[0]
 
 
-def _play_one(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[Metric], index: int, sample: Sample) -> SampleRecord:
+def _play_one(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[Metric], graders: Sequence[Grader],
+              index: int, sample: Sample) -> SampleRecord:
     usage: dict[str, int] = {}
 
     def ask(role: str, request: ChatRequest) -> ModelOutput:
@@ -139,5 +149,5 @@ def _play_one(task: DialogueTask, clients: dict[str, RoleClient], metrics: Seque
     last = next((t.text for t in reversed(result.turns) if t.role == "supporter"), "")
     record = SampleRecord(index=index, id=sample.id, history=list(sample.history), reference=sample.reference, labels=sample.labels,
                           output=last, response=last, usage=usage, dialogue=result.turns, outcome=result.outcome)
-    scores = scoring.per_sample_scores(metrics, scoring.pairs_of([record]))[0]
-    return record.model_copy(update={"scores": scores})
+    graded = grading.grade_records(graders, [record], {role: client.ask_many for role, client in clients.items()})
+    return scoring.with_scores(metrics, graded)[0]

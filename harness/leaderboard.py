@@ -45,7 +45,7 @@ def collect_runs(runs_root: Path, keep_all: bool = False) -> list[RunEntry]:
             continue
         entries.append(RunEntry(run_dir, header, store.read_summary(run_dir), run_label(header)))
     if not entries:
-        raise HarnessError(f"{runs_root}: no finished runs; make one with `harness run --task mesc --model retrieval`.")
+        raise HarnessError(f"{runs_root}: no finished runs; make one with `harness run --task TASK --model MODEL` (see `harness list tasks`, `harness list models`).")
     entries.sort(key=lambda e: (e.header.task, e.header.split, e.label, e.header.started_at))
     if keep_all:
         counts: dict[tuple, int] = {}

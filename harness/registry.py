@@ -54,3 +54,5 @@ models: Registry = Registry("model", "esc_harness.models")
 metrics: Registry = Registry("metric", "esc_harness.metrics")
 # click commands that tasks and tools add to `harness` (e.g. `harness sage rescore`), loaded on first use
 commands: Registry = Registry("command", "esc_harness.commands")
+# training recipes: click commands run as `harness train NAME` (harness/training.py has what they share)
+recipes: Registry = Registry("recipe", "esc_harness.train")

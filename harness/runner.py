@@ -1,36 +1,24 @@
-"""Running a task with a model: a new run or the resumption of an interrupted one."""
+"""Running a task with a model: a new run, the resumption of an interrupted one, re-scoring a finished
+one, and re-grading stored records with another judge. Folders and models follow `lifecycle`."""
 from __future__ import annotations
 
-import json
-import platform
-import re
-import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from . import datafiles, dialogues, paths, registry, scoring, store
+from . import datafiles, dialogues, grading, paths, registry, scoring, store
 from .cache import CachedModel, ResponseCache
-from .contract import ChatModel, DialogueTask, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
+from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
+from .lifecycle import (REDACTED, ModelSpec, RunFolder, close_models, git_revision, now, open_cache, open_models,
+                        package_versions, redact, secrets_of, unique_models)
 
 SCORE_BATCH = 64  # finished samples scored and written together
 FLUSH_SECONDS = 1.0  # ... or after this long, whichever comes first
-_SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
-REDACTED = "<redacted>"
 CALLS_CACHE = "calls.sqlite"  # a dialogue run's own cache when the shared one is off: resuming needs it
-_RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "vllm", "openai", "xllamacpp", "bert-score")
-
-
-@dataclass
-class RoleConfig:
-    model: str
-    model_args: dict[str, Any] = field(default_factory=dict)
+RoleConfig = ModelSpec  # a role's model, as the run API has always called it
 
 
 @dataclass
@@ -40,18 +28,18 @@ class RunConfig:
     split: str = "test"
     task_args: dict[str, Any] = field(default_factory=dict)
     model_args: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seed: int | None = None  # None: 0 for a new run, the recorded one on resume
     limit: int | None = None
-    metrics: list[str] | None = None  # None: the task's defaults
+    metrics: list[str] | None = None  # None: the task's defaults (the recorded ones on resume)
     output_dir: Path = Path("results/runs")
     data_dir: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
-    bootstrap: int = 1000  # resamples for the metrics' confidence intervals (0: none)
-    # dialogue tasks: the model of each role besides the model under test (a role not given is played by
-    # the model under test), and how many dialogues run at once
-    roles: dict[str, RoleConfig] = field(default_factory=dict)
-    concurrency: int = 8
+    resamples: int = 1000  # for the metrics' 95% intervals (0: none)
+    # the model of each role besides the model under test (a dialogue's seeker, a grader's judge); a role
+    # not given is played by the model under test
+    roles: dict[str, ModelSpec] = field(default_factory=dict)
+    concurrency: int = 8  # dialogue tasks: dialogues played at once
 
 
 @dataclass
@@ -61,36 +49,6 @@ class RunResult:
     model_calls: int
     cache_hits: int
     resumed_samples: int
-
-
-def redact(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if _SECRET.search(k) else v) for k, v in args.items()}
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def git_revision() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _RECORDED_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def load_task(name: str, task_args: dict[str, Any], seed: int = 0) -> Task:
@@ -114,37 +72,62 @@ def load_samples(task: Task, split: str, data_dir: Path | None, limit: int | Non
     return samples, folder, hashes
 
 
-def new_run_dir(output_dir: Path, config: RunConfig) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{config.task}-{config.model}-{config.split}")
-    run_dir = output_dir / f"{stamp}-{slug}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+# --------------------------------------------------------------------------- resuming
 
 
-def _config_from_header(header: RunHeader, override: RunConfig | None) -> RunConfig:
-    """The recorded configuration; secrets must come again from the command line or the environment."""
+def _refuse(option: str, recorded: Any, given: Any) -> HarnessError:
+    return HarnessError(f"--resume: the run was made with {option} {recorded!r}, not {given!r}; drop {option} or start a new run.")
+
+
+def _contradicting(recorded: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """The first given argument the run did not record with that value (secrets, never stored, are
+    filled in instead of compared)."""
+    absent = object()
+    for key, value in given.items():
+        was = recorded.get(key, absent)
+        if was != REDACTED and was != value:
+            return key
+    return None
+
+
+def resume_config(header: RunHeader, given: RunConfig) -> RunConfig:
+    """The recorded configuration. An option given again must say what the run recorded (else one line
+    refuses it); secrets, never stored, must come again from the command line or the environment."""
+    for name, option in (("task", "--task"), ("model", "--model"), ("split", "--split")):
+        value = getattr(given, name)
+        if value and value != getattr(header, name):
+            raise HarnessError(f"--resume: the run was made with {name} '{getattr(header, name)}', not '{value}'; drop {option} or start a new run.")
+    if given.seed is not None and given.seed != header.seed:
+        raise _refuse("--seed", header.seed, given.seed)
+    if given.limit is not None and given.limit != header.limit:
+        raise _refuse("--limit", header.limit, given.limit)
+    if given.metrics is not None and list(given.metrics) != list(header.metrics):
+        raise _refuse("--metrics", ",".join(header.metrics), ",".join(given.metrics))
+    key = _contradicting(header.task_args, given.task_args)
+    if key is not None:
+        raise _refuse(f"--task-args {key}=", header.task_args.get(key), given.task_args[key])
+    key = _contradicting(header.model_args, given.model_args)
+    if key is not None:
+        raise _refuse(f"--model-args {key}=", header.model_args.get(key), given.model_args[key])
     config = RunConfig(task=header.task, model=header.model, split=header.split, task_args=dict(header.task_args),
                        model_args=dict(header.model_args), seed=header.seed, limit=header.limit, metrics=list(header.metrics),
-                       roles={name: RoleConfig(r.model, dict(r.model_args)) for name, r in header.roles.items()})
-    if override is not None:
-        for name in ("task", "model", "split"):
-            given = getattr(override, name)
-            if given and given != getattr(config, name):
-                raise HarnessError(f"--resume: the run was made with {name} '{getattr(config, name)}', not '{given}'; drop --{name} or start a new run.")
-        _fill_secrets(config.model_args, override.model_args)
-        for name, role in config.roles.items():
-            given_role = override.roles.get(name)
-            if given_role is not None:
-                if given_role.model != role.model:
-                    raise HarnessError(f"--resume: the run's {name} is '{role.model}', not '{given_role.model}'; drop --{name} or start a new run.")
-                _fill_secrets(role.model_args, given_role.model_args)
-            elif role.model == config.model:  # a role played by the model under test takes its secrets too
-                _fill_secrets(role.model_args, override.model_args)
-        config.data_dir, config.cache_path, config.use_cache, config.bootstrap = override.data_dir, override.cache_path, override.use_cache, override.bootstrap
-        config.concurrency = override.concurrency
+                       roles={name: ModelSpec(r.model, dict(r.model_args)) for name, r in header.roles.items()},
+                       output_dir=given.output_dir, data_dir=given.data_dir, cache_path=given.cache_path, use_cache=given.use_cache,
+                       resamples=given.resamples, concurrency=given.concurrency)
+    _fill_secrets(config.model_args, given.model_args)
+    for name, role in config.roles.items():
+        given_role = given.roles.get(name)
+        if given_role is not None:
+            if given_role.model != role.model:
+                raise HarnessError(f"--resume: the run's {name} is '{role.model}', not '{given_role.model}'; drop --role {name}=... or start a new run.")
+            key = _contradicting(role.model_args, given_role.model_args)
+            if key is not None:
+                raise _refuse(f"--role-args {name}:{key}=", role.model_args.get(key), given_role.model_args[key])
+            _fill_secrets(role.model_args, given_role.model_args)
+        elif role.model == config.model:  # a role played by the model under test takes its secrets too
+            _fill_secrets(role.model_args, given.model_args)
     missing = [k for k, v in config.model_args.items() if v == REDACTED]
-    missing += [f"{k} (--{name}-args)" for name, role in config.roles.items() for k, v in role.model_args.items() if v == REDACTED]
+    missing += [f"{k} (--role-args {name}=...)" for name, role in config.roles.items() for k, v in role.model_args.items() if v == REDACTED]
     if missing:
         raise HarnessError(f"--resume: pass the secret model argument(s) {', '.join(missing)} again with --model-args (they are never stored).")
     return config
@@ -154,133 +137,104 @@ def _fill_secrets(recorded: dict[str, Any], given: dict[str, Any]) -> None:
     recorded.update({k: v for k, v in given.items() if recorded.get(k) == REDACTED})
 
 
-def _role_configs(task: Task, config: RunConfig) -> dict[str, RoleConfig]:
-    """Every role of a dialogue task with its model; roles not given are played by the model under test."""
-    if not isinstance(task, DialogueTask):
-        if config.roles:
-            raise HarnessError(f"task {task.name} is single-turn; --{next(iter(config.roles))} applies to dialogue tasks only.")
-        return {"model": RoleConfig(config.model, config.model_args)}
-    unknown = [name for name in config.roles if name not in task.roles]
+# --------------------------------------------------------------------------- roles
+
+
+def role_specs(task: Task, graders: Sequence[Grader], config: RunConfig) -> dict[str, ModelSpec]:
+    """Every role of the run with its model: "model" (under test), a dialogue task's roles, and the roles
+    of the graders its metrics read. Roles not given are played by the model under test."""
+    declared = list(task.roles) if isinstance(task, DialogueTask) else []
+    declared += [g.role for g in graders if g.role not in declared]
+    unknown = [name for name in config.roles if name not in declared]
     if unknown:
-        raise HarnessError(f"task {task.name} has no role '{unknown[0]}'; its roles are {', '.join(task.roles)}.")
-    roles = {"model": RoleConfig(config.model, config.model_args)}
-    for name in task.roles:
-        roles[name] = config.roles.get(name) or RoleConfig(config.model, dict(config.model_args))
+        if not declared:
+            raise HarnessError(f"task {task.name} is single-turn and none of its metrics asks a {unknown[0]}; "
+                               f"--{unknown[0]} applies to dialogue tasks and judged metrics only.")
+        raise HarnessError(f"task {task.name} has no role '{unknown[0]}'; its roles are {', '.join(declared)}.")
+    roles = {"model": ModelSpec(config.model, config.model_args)}
+    for name in declared:
+        roles[name] = config.roles.get(name) or ModelSpec(config.model, dict(config.model_args))
     for role in roles.values():
         registry.models.get(role.model)  # an unknown model name fails before anything is loaded
     return roles
 
 
-def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
-    if resume is not None:
-        header = store.read_header(resume)
-        config = _config_from_header(header, config)
-        run_dir = resume
-    task = load_task(config.task, config.task_args, config.seed)
-    roles = _role_configs(task, config)
-    metrics = scoring.load_metrics(config.metrics or task.default_metrics, () if config.metrics else task.optional_metrics)  # fails early if e.g. WordNet is missing
-    metric_names = [m.name for m in metrics]
-    samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
+def _all_secrets(roles: dict[str, ModelSpec]) -> list[str]:
+    return [s for spec in roles.values() for s in secrets_of(spec.model_args)]
 
-    if resume is not None and header.data != hashes:
-        raise HarnessError(f"--resume: the dataset files changed since {run_dir} was started; resume with the same data or start a new run.")
-    models = open_models(config, task, data_folder, roles)  # before any folder is made: bad model args leave nothing behind
-    model = models["model"]
+
+# --------------------------------------------------------------------------- a run
+
+
+def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
+    folder = RunFolder.open(resume) if resume is not None else None
+    if folder is not None:
+        config = resume_config(folder.header, config)
+    seed = config.seed if config.seed is not None else 0
+    task = load_task(config.task, config.task_args, seed)
+    names = config.metrics or task.default_metrics
+    roles = role_specs(task, grading.graders_of([registry.metrics.get(n) for n in names]), config)  # before any warning
+    # fails early if e.g. WordNet is missing
+    metrics = scoring.load_metrics(names, () if config.metrics else task.optional_metrics)
+    graders = grading.graders_of(metrics)
+    samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
+    if folder is not None and folder.header.data != hashes:
+        raise HarnessError(f"--resume: the dataset files changed since {folder.path} was started; resume with the same data or start a new run.")
     dialogue_task = task if isinstance(task, DialogueTask) else None
+    context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=seed)
+    # before any folder is made: bad model args leave nothing behind
+    models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
     try:
-        if resume is None:
-            run_dir = new_run_dir(Path(config.output_dir), config)
+        if folder is None:
             header = RunHeader(
-                run_id=run_dir.name, task=config.task, task_args=config.task_args, model=config.model,
-                model_args=redact(config.model_args), model_identity=model.cache_identity(), split=config.split,
-                seed=config.seed, limit=config.limit, metrics=metric_names, data=hashes, git_revision=git_revision(),
+                run_id="", task=config.task, task_args=config.task_args, model=config.model,
+                model_args=redact(config.model_args), model_identity=models["model"].cache_identity(), split=config.split,
+                seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, git_revision=git_revision(),
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
                 roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=models[name].cache_identity())
                        for name, role in roles.items() if name != "model"},
                 prompt_version=dialogue_task.prompt_version if dialogue_task else None,
             )
-            store.write_json(run_dir / store.HEADER, header)
+            folder = RunFolder.create(config.output_dir, f"{config.task}-{config.model}-{config.split}", header)
         if dialogue_task and not config.use_cache:
-            calls = ResponseCache(run_dir / CALLS_CACHE)
+            calls = ResponseCache(folder.path / CALLS_CACHE)
             for m in unique_models(models):
                 m.cache = calls
-        with store.locked(run_dir):
-            done = {r.id: r for r in store.read_records(run_dir, repair=True)}
+        with folder.working(_all_secrets(roles)):
+            done = {r.id: r for r in folder.records(repair=True)}
             ids = {s.id for s in samples}
             stray = [i for i in done if i not in ids]
             if stray:
-                raise HarnessError(f"{run_dir}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
+                raise HarnessError(f"{folder.path}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
             todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
             if dialogue_task:
-                clients = {m_id: dialogues.RoleClient(m) for m_id, m in {id(m): m for m in models.values()}.items()}
+                clients = {id(m): dialogues.RoleClient(m) for m in unique_models(models)}
                 try:
-                    dialogues.play(dialogue_task, {name: clients[id(m)] for name, m in models.items()}, metrics, todo, run_dir,
-                                   config.concurrency, progress)
+                    dialogues.play(dialogue_task, {name: clients[id(m)] for name, m in models.items()}, metrics, graders, todo,
+                                   folder.path, config.concurrency, progress)
                 finally:
                     for client in clients.values():
                         client.close()
             else:
-                _generate(task, model, metrics, todo, run_dir, config.seed, progress)
-            records = store.read_records(run_dir)
+                _generate(task, models, metrics, graders, todo, folder.path, seed, progress)
+            records = folder.records()
             if len(records) != len(samples):
-                raise HarnessError(f"{run_dir}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {run_dir}`.")
-            summary = scoring.summarize(metrics, records, resamples=config.bootstrap, seed=config.seed)
-            store.write_json(run_dir / store.SUMMARY, summary)
-            store.write_json(run_dir / store.HEADER, header.model_copy(update={"finished_at": now(), "status": "finished"}))
+                raise HarnessError(f"{folder.path}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {folder.path}`.")
+            summary = scoring.summarize(metrics, records, resamples=config.resamples, seed=seed)
+            folder.finish_with(summary)
     finally:
         close_models(models)
     unique = unique_models(models)
-    return RunResult(run_dir, summary, sum(m.calls for m in unique), sum(m.hits for m in unique), len(done))
+    return RunResult(folder.path, summary, sum(m.calls for m in unique), sum(m.hits for m in unique), len(done))
 
 
-def unique_models(models: dict[str, CachedModel]) -> list[CachedModel]:
-    return list({id(m): m for m in models.values()}.values())
-
-
-def open_models(config: RunConfig, task: Task, data_folder: Path, roles: dict[str, RoleConfig]) -> dict[str, CachedModel]:
-    """One adapter per distinct (model, args): roles played by the same model share it (one server, one GPU copy)."""
-    context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=config.seed)
-    cache = ResponseCache(paths.cache_path(config.cache_path)) if config.use_cache else None
-    opened: dict[str, CachedModel] = {}
-    by_role: dict[str, CachedModel] = {}
-    try:
-        for name, role in roles.items():
-            key = json.dumps([role.model, role.model_args], sort_keys=True, default=str)
-            if key not in opened:
-                adapter = registry.models.get(role.model)
-                try:
-                    inner: ChatModel = adapter(context, **role.model_args)
-                except TypeError as exc:
-                    option = "--model-args" if name == "model" else f"--{name}-args"
-                    raise HarnessError(f"model '{role.model}' ({name}): bad {option} ({exc}).") from None
-                opened[key] = CachedModel(inner, cache)
-            by_role[name] = opened[key]
-    except BaseException:
-        for m in opened.values():
-            m.close()
-        if cache is not None:
-            cache.close()
-        raise
-    return by_role
-
-
-def close_models(models: dict[str, CachedModel]) -> None:
-    caches = []
-    for m in unique_models(models):
-        try:
-            m.close()
-        finally:
-            if m.cache is not None and all(m.cache is not c for c in caches):
-                caches.append(m.cache)
-    for cache in caches:
-        cache.close()
-
-
-def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> None:
+def _generate(task: Task, models: dict[str, CachedModel], metrics: Sequence[Metric], graders: Sequence[Grader],
+              todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> None:
     from tqdm import tqdm
 
     if not todo:
         return
+    model = models["model"]
     show = sys.stderr.isatty() if progress is None else progress
     requests = []
     for _, sample in todo:
@@ -291,11 +245,12 @@ def _generate(task: Task, model: CachedModel, metrics, todo: list[tuple[int, Sam
     writer = store.SampleWriter(run_dir)
     pending: list[SampleRecord] = []
     last_flush = time.monotonic()
+    answers = {name: m.generate for name, m in models.items()}
 
     def flush() -> None:
-        # model-based metrics (BERTScore, EPITOME) score a batch far faster than one sample at a time
-        scores = scoring.per_sample_scores(metrics, scoring.pairs_of(pending))
-        writer.write([r.model_copy(update={"scores": sc}) for r, sc in zip(pending, scores)])
+        # graders, and model-based metrics (BERTScore, EPITOME), handle a batch far faster than one sample at a time
+        graded = grading.grade_records(graders, pending, answers)
+        writer.write(scoring.with_scores(metrics, graded))
         pending.clear()
 
     try:
@@ -324,14 +279,19 @@ def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[s
                         parse_details=parsed.details, usage=usage or {})
 
 
-def score(run_dir: Path, metric_names: list[str] | None = None, bootstrap: int = 1000) -> Summary:
-    """Recompute responses and metrics of a finished run from its stored outputs; no model is called."""
-    header = store.read_header(run_dir)
+# --------------------------------------------------------------------------- after a run
+
+
+def score(run_dir: Path, metric_names: list[str] | None = None, resamples: int = 1000) -> Summary:
+    """Recompute responses and metrics of a finished run from its stored outputs; no model is called
+    (judged metrics read the grades stored in the records)."""
+    folder = RunFolder.open(run_dir)
+    header = folder.header
     task = load_task(header.task, header.task_args, header.seed)
     names = metric_names or header.metrics
     metrics = scoring.load_metrics(names)
     with store.locked(run_dir):
-        records = store.read_records(run_dir)
+        records = folder.records()
         if len(records) != header.n_samples:
             raise HarnessError(f"{run_dir}: {len(records)} of {header.n_samples} samples are done; finish it with `harness run --resume {run_dir}` first.")
         reparsed = []
@@ -339,9 +299,68 @@ def score(run_dir: Path, metric_names: list[str] | None = None, bootstrap: int =
             parsed = task.parse_response(r.output)
             reparsed.append(r.model_copy(update={"response": parsed.response, "format_ok": parsed.format_ok,
                                                  "thinking": parsed.thinking, "parse_details": parsed.details}))
-        rescored, summary = scoring.rescore(metrics, reparsed, resamples=bootstrap, seed=header.seed)
+        rescored, summary = scoring.rescore(metrics, reparsed, resamples=resamples, seed=header.seed)
         store.rewrite_records(run_dir, rescored)
         store.write_json(run_dir / store.SUMMARY, summary)
         if names != header.metrics:
-            store.write_json(run_dir / store.HEADER, header.model_copy(update={"metrics": list(names)}))
+            folder.write_header(metrics=list(names))
     return summary
+
+
+@dataclass
+class RegradeResult:
+    run_dir: Path
+    summary: Summary
+    model_calls: int
+    cache_hits: int
+
+
+def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Sequence[str], roles: dict[str, ModelSpec],
+            output_dir: Path, source_note: str, cache_path: Path | None = None, use_cache: bool = True, resamples: int = 1000,
+            batch: int = 64, progress: bool | None = None) -> RegradeResult:
+    """Grade stored records again with the graders of `metric_names`, each asked with the model of its
+    role, into a new run folder (the source is never changed). The new run inherits the source's task,
+    model and split; its records keep their outputs and dialogues, with new grades and this run's usage."""
+    from tqdm import tqdm
+
+    metrics = scoring.load_metrics(list(metric_names))
+    graders = grading.graders_of(metrics)
+    if not graders:
+        raise HarnessError(f"none of the metrics {', '.join(metric_names)} is graded by a model; use `harness score RUN_DIR` to rescore.")
+    wanted = {g.role for g in graders}
+    unknown = sorted(set(roles) - wanted)
+    if unknown:
+        raise HarnessError(f"no grader asks a '{unknown[0]}'; the roles to give are {', '.join(sorted(wanted))}.")
+    missing = sorted(wanted - set(roles))
+    if missing:
+        raise HarnessError(f"give the model of the {missing[0]} (--role {missing[0]}=MODEL, e.g. --role {missing[0]}=openai:gpt-4o).")
+    for spec in roles.values():
+        registry.models.get(spec.model)
+    models = open_models(dict(roles), open_cache(cache_path, use_cache))
+    try:
+        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=models[name].cache_identity())
+                                       for name, spec in roles.items()}}
+        header = source.model_copy(update={
+            "run_id": "", "metrics": [m.name for m in metrics], "roles": recorded, "source": source_note,
+            "git_revision": git_revision(), "packages": package_versions(), "started_at": now(), "finished_at": None,
+            "status": "running", "error": None, "n_samples": len(records)})
+        folder = RunFolder.create(output_dir, f"{source.task}-{source.model}-{source.split}", header)
+        answers = {name: m.generate for name, m in models.items()}
+        show = sys.stderr.isatty() if progress is None else progress
+        with folder.working(_all_secrets(roles)):
+            writer = folder.writer()
+            try:
+                with tqdm(total=len(records), desc=f"re-grading {source.task}", unit="sample", disable=not show) as bar:
+                    for start in range(0, len(records), batch):
+                        # each record keeps its place in the split (a dialogue run's file order is the finishing order)
+                        chunk = [r.model_copy(update={"usage": {}, "scores": {}}) for r in records[start : start + batch]]
+                        writer.write(scoring.with_scores(metrics, grading.grade_records(graders, chunk, answers)))
+                        bar.update(len(chunk))
+            finally:
+                writer.close()
+            summary = scoring.summarize(metrics, folder.records(), resamples=resamples, seed=source.seed)
+            folder.finish_with(summary)
+    finally:
+        close_models(models)
+    unique = unique_models(models)
+    return RegradeResult(folder.path, summary, sum(m.calls for m in unique), sum(m.hits for m in unique))

@@ -7,7 +7,6 @@ from typing import Sequence
 
 from .contract import Metric, SampleRecord, ScoredPair, Summary
 from .errors import HarnessError
-from .metrics.lexical import tokenize
 from . import registry, uncertainty
 
 
@@ -33,7 +32,7 @@ def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Met
 
 
 def pairs_of(records: Sequence[SampleRecord]) -> list[ScoredPair]:
-    return [ScoredPair(r.response, r.reference, tokenize(r.response), tokenize(r.reference), r.history[-1].text if r.history else "", dict(r.outcome)) for r in records]
+    return [ScoredPair(r.response, r.reference, tuple(r.history), dict(r.outcome), dict(r.labels)) for r in records]
 
 
 def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) -> list[dict[str, float]]:
@@ -46,6 +45,12 @@ def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) ->
             for row, value in zip(scores, values):
                 row[metric.name] = value
     return scores
+
+
+def with_scores(metrics: Sequence[Metric], records: Sequence[SampleRecord]) -> list[SampleRecord]:
+    """The records with their per-sample metric values (what samples.jsonl stores)."""
+    rows = per_sample_scores(metrics, pairs_of(records))
+    return [r.model_copy(update={"scores": row}) for r, row in zip(records, rows)]
 
 
 def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None,

@@ -25,16 +25,14 @@ import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
 
-from harness import store, uncertainty
-from harness.cache import CachedModel, ResponseCache
-from harness.contract import ChatRequest, GenerationConfig, Message, ModelContext, SampleRecord
+from harness import grading, lifecycle, store, uncertainty
+from harness.contract import ChatRequest, GenerationConfig, Grader, Message, SampleRecord
 from harness.errors import HarnessError
 
 from . import agreement
@@ -167,8 +165,7 @@ def rating_header(criterion: str, rater: str) -> str:
 # --------------------------------------------------------------------------- small helpers
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+now = lifecycle.now
 
 
 def clean(text: str | None) -> str:
@@ -830,6 +827,42 @@ def _combine(first: str | None, swapped: str | None) -> str | None:
 
 
 @dataclass
+class SheetRow:
+    """What the judge sees of one sheet row: the context and the two sides' texts."""
+
+    row: str
+    context: str
+    first: list[str]
+    second: list[str]
+
+
+class PairwiseJudge(Grader):
+    """The A/B judge as a grader: one request per criterion (and order) of a sheet row; each answer is
+    read as win / tie / lose for Response 1 (an answer about the swapped order is flipped back), or None."""
+
+    name = "ab"
+    role = "judge"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(self, criteria: Sequence[Criterion], shows: str, both_orders: bool, max_tokens: int, seed: int):
+        self.criteria, self.shows, self.both_orders, self.max_tokens, self.seed = list(criteria), shows, both_orders, max_tokens, seed
+
+    def requests(self, item: SheetRow) -> dict[str, ChatRequest]:
+        asked = {}
+        for criterion in self.criteria:
+            asked[f"{criterion.name}|12"] = judge_request(criterion, self.shows, item.context, item.first, item.second, self.max_tokens, self.seed)
+            if self.both_orders:
+                asked[f"{criterion.name}|21"] = judge_request(criterion, self.shows, item.context, item.second, item.first, self.max_tokens, self.seed)
+        return asked
+
+    def parse(self, aspect: str, answer: str) -> str | None:
+        verdict = parse_verdict(answer)
+        if verdict is not None and aspect.endswith("|21"):
+            verdict = FLIP[verdict]  # the judge saw the sides swapped; store the verdict for Response 1
+        return verdict
+
+
+@dataclass
 class JudgeResult:
     out: Path
     log_path: Path
@@ -839,10 +872,8 @@ class JudgeResult:
     cache_hits: int
 
 
-def judge(sheet_path: Path, key_path: Path, model_name: str, model_args: dict[str, Any], out: Path, rater: str = JUDGE_RATER,
+def judge(sheet_path: Path, key_path: Path, spec: lifecycle.ModelSpec, out: Path, rater: str = JUDGE_RATER,
           both_orders: bool = False, max_tokens: int = 256, cache_path: Path | None = None, use_cache: bool = True) -> JudgeResult:
-    from harness.runner import redact
-
     _sheet_format(out)
     if not rater.strip() or "[" in rater or "]" in rater:
         raise HarnessError(f"--rater-name '{rater}': give a non-empty name without '[' or ']'.")
@@ -851,40 +882,25 @@ def judge(sheet_path: Path, key_path: Path, model_name: str, model_args: dict[st
     if problems:
         raise HarnessError(f"refused: {_too_many(problems)}")
     block = _judge_block(sheet, key, rater)
-    requests, slots = _judge_requests(sheet, key, both_orders, max_tokens)
-    model = open_judge(model_name, model_args, key, cache_path, use_cache)
+    grader = PairwiseJudge(key.criteria, key.shows, both_orders, max_tokens, key.seed)
+    rows = [SheetRow(key_row.row, *_row_texts(sheet.grid, sheet.rows[key_row.row], key.shows)) for key_row in key.rows]
+    # a judge serves no run, so it gets no task context; the response cache makes a re-judged sheet free
+    models = lifecycle.open_models({"judge": spec}, lifecycle.open_cache(cache_path, use_cache), None, {"judge": "--judge-args"})
+    model = models["judge"]
     try:
-        raws = [o.text for o in model.generate(requests)]
+        graded = grading.grade(grader, rows, model.generate)
         identity = model.cache_identity()
     finally:
-        model.close()
-        if model.cache is not None:
-            model.cache.close()
-    answers, verdicts = _verdicts(slots, raws)
-    header, rows, rating_columns = _filled_grid(sheet, key, block, verdicts, rater)
+        lifecycle.close_models(models)
+    answers, verdicts = _verdicts(rows, graded)
+    header, grid_rows, rating_columns = _filled_grid(sheet, key, block, verdicts, rater)
     unparsed = sum(v is None for v in verdicts.values())
-    log = JudgeLog(created_at=now(), rater=rater, model=model_name, model_args=redact(model_args), model_identity=identity,
+    log = JudgeLog(created_at=now(), rater=rater, model=spec.model, model_args=lifecycle.redact(spec.model_args), model_identity=identity,
                    prompt_version=PROMPT_VERSION, both_orders=both_orders, filled=len(verdicts) - unparsed, unparsed=unparsed,
                    model_calls=model.calls, cache_hits=model.hits, answers=answers)
     log_path = out.with_name(out.name + ".judge.json")
-    write_all([(out, grid_writer(out, header, rows, rating_columns, key.criteria, key.shows)), (log_path, model_writer(log))])
+    write_all([(out, grid_writer(out, header, grid_rows, rating_columns, key.criteria, key.shows)), (log_path, model_writer(log))])
     return JudgeResult(out, log_path, len(verdicts) - unparsed, unparsed, model.calls, model.hits)
-
-
-def open_judge(name: str, args: dict[str, Any], key: ABKey, cache_path: Path | None, use_cache: bool) -> CachedModel:
-    """The judge adapter behind the response cache, as the runner opens a run's model: a re-judged sheet
-    costs no model call."""
-    from harness import paths, registry
-    from harness.runner import load_task
-
-    adapter = registry.models.get(name)
-    task = load_task(key.run_a.task, {}, key.seed)  # only adapters that need the task (retrieval) look at it
-    context = ModelContext(task=task, split=key.run_a.split, data_dir=paths.data_root(None) / task.dataset.folder, seed=key.seed)
-    try:
-        inner = adapter(context, **args)
-    except TypeError as exc:
-        raise HarnessError(f"judge model '{name}': bad --judge-args ({exc}).") from None
-    return CachedModel(inner, ResponseCache(paths.cache_path(cache_path)) if use_cache else None)
 
 
 def _judge_block(sheet: Sheet, key: ABKey, rater: str) -> Block | None:
@@ -897,28 +913,13 @@ def _judge_block(sheet: Sheet, key: ABKey, rater: str) -> Block | None:
     return None
 
 
-def _judge_requests(sheet: Sheet, key: ABKey, both_orders: bool, max_tokens: int):
-    """One request per row x criterion (x order), in key order; slots say what each answer is for."""
-    requests, slots = [], []
-    for key_row in key.rows:
-        context, first, second = _row_texts(sheet.grid, sheet.rows[key_row.row], key.shows)
-        for criterion in key.criteria:
-            requests.append(judge_request(criterion, key.shows, context, first, second, max_tokens, key.seed))
-            slots.append((key_row.row, criterion.name, "12"))
-            if both_orders:
-                requests.append(judge_request(criterion, key.shows, context, second, first, max_tokens, key.seed))
-                slots.append((key_row.row, criterion.name, "21"))
-    return requests, slots
-
-
-def _verdicts(slots, raws) -> tuple[list[JudgeVerdict], dict[tuple[str, str], str | None]]:
+def _verdicts(rows: Sequence[SheetRow], graded: Sequence[grading.Graded]) -> tuple[list[JudgeVerdict], dict[tuple[str, str], str | None]]:
     answers, by_cell = [], {}
-    for (row, criterion, order), raw in zip(slots, raws):
-        verdict = parse_verdict(raw)
-        if verdict is not None and order == "21":
-            verdict = FLIP[verdict]  # the judge saw the sides swapped; store the verdict for Response 1
-        answers.append(JudgeVerdict(row=row, criterion=criterion, order=order, raw=raw, verdict=verdict))
-        by_cell.setdefault((row, criterion), []).append(verdict)
+    for row, result in zip(rows, graded):
+        for aspect, verdict in result.values.items():
+            criterion, _, order = aspect.rpartition("|")
+            answers.append(JudgeVerdict(row=row.row, criterion=criterion, order=order, raw=result.raw[aspect], verdict=verdict))
+            by_cell.setdefault((row.row, criterion), []).append(verdict)
     verdicts = {cell: (found[0] if len(found) == 1 else _combine(*found)) for cell, found in by_cell.items()}
     return answers, verdicts
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from harness import options
 from harness.errors import HarnessError
 
 
@@ -83,7 +84,7 @@ def _text_report(result: dict[str, Any]) -> list[str]:
 @click.argument("sheets", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The key written by `harness ab export`.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Figure path without suffix [default: <first sheet>.ab]; writes .png and .pdf.")
-@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples (0: no intervals).")
+@options.resamples(what="Bootstrap resamples (0: no intervals)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--judge-rater", "judge_raters", multiple=True, default=("llm-judge",), show_default=True,
               help="Rater labels that are LLM judges: reported against the humans, may have unparsed (empty) cells.")
@@ -101,22 +102,23 @@ def import_cmd(sheets, key_path, out, resamples, seed, judge_raters, label_a, la
 @ab.command("judge")
 @click.argument("sheet", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--judge", "model", required=True, help="Model adapter name (see `harness list models`).")
-@click.option("--judge-args", help="Adapter options, k=v,k2=v2.")
+@options.roles
 @click.option("--rater-name", default="llm-judge", show_default=True, help="Rater label of the judge's columns.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The filled copy (.xlsx or .csv).")
 @click.option("--both-orders", is_flag=True, help="Ask each pair in both orders; contradicting verdicts (position bias) count as tie.")
 @click.option("--max-tokens", type=int, default=256, show_default=True)
-@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Response cache file [default: $ESC_HARNESS_CACHE, else the per-user cache].")
-@click.option("--no-cache", is_flag=True)
-def judge_cmd(sheet, key_path, model, judge_args, rater_name, out, both_orders, max_tokens, cache_path, no_cache) -> None:
-    """Fill a rater block of SHEET with an LLM judge's win / tie / lose (for Response 1)."""
-    from harness.cli import parse_kv
-
+@options.cache
+def judge_cmd(sheet, key_path, roles, rater_name, out, both_orders, max_tokens, cache_path, no_cache) -> None:
+    """Fill a rater block of SHEET with an LLM judge's win / tie / lose (for Response 1); the judge is
+    --judge SPEC (or --role judge=SPEC)."""
     from . import ab as ab_sheet
 
-    result = ab_sheet.judge(sheet, key_path, model, parse_kv(judge_args, "--judge-args"), out, rater_name, both_orders, max_tokens,
-                            cache_path, not no_cache)
+    others = [name for name in roles if name != "judge"]
+    if others:
+        raise HarnessError(f"ab judge asks only the judge; drop --role {others[0]}=....")
+    if "judge" not in roles:
+        raise HarnessError("give the judge: --judge MODEL (or --role judge=MODEL), e.g. --judge openai:gpt-4o.")
+    result = ab_sheet.judge(sheet, key_path, roles["judge"], out, rater_name, both_orders, max_tokens, cache_path, not no_cache)
     click.echo(f"{result.out}: {result.filled} cells filled by {rater_name}, {result.unparsed} unparsed (left empty); "
                f"model calls {result.model_calls}, cache hits {result.cache_hits}")
     click.echo(f"{result.log_path}: the judge's raw answers and how each was read")

@@ -20,7 +20,9 @@ from typing import Any, Sequence
 from harness import store
 from harness.errors import HarnessError
 
-from .leaderboard import ESC_EVAL_DIMENSIONS, Row, Table, decimals
+from .leaderboard import Row, Table
+
+ESC_EVAL_DIMENSIONS = ("fluency", "expression", "empathy", "information", "humanoid", "skill", "overall")  # the radar's axes
 
 ASPECTS = ("visual_scene", "emotion", "situation", "response_strategy")
 ASPECT_NAMES = {"visual_scene": "Visual Scene", "emotion": "Emotion", "situation": "Situation", "response_strategy": "Response Strategy"}
@@ -112,7 +114,7 @@ def bars(plt, table: Table, out_dir: Path, formats: Sequence[str]) -> FigureInfo
                     linewidth=1.3 if cell.best else 0, xerr=error, error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "#222222"}, height=0.72)
             mark = "\u2020" if cell.significant else ""
             ax.text(cell.value if not cell.interval else max(cell.value, cell.interval[1]), y,
-                    f" {cell.value:.{decimals(column.metric)}f}{mark}", va="center", ha="left", fontsize=7, color="#333333")
+                    f" {cell.value:.{column.decimals}f}{mark}", va="center", ha="left", fontsize=7, color="#333333")
         ax.set_title(f"{column.label} {column.arrow}", loc="left")
         ax.set_yticks(positions)
         ax.set_yticklabels([_row_label(r) for r in rows], fontsize=7.5)

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from .leaderboard import DAGGER, Table, decimals, describe_variants, footnotes
+from .leaderboard import DAGGER, Table, describe_variants, footnotes
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5f6b7a; --line:#d9dee5; --measured:#eef4fb; --best:#fff3c4; --ref:#fbeaea; }
@@ -90,7 +90,7 @@ def _table_html(table: Table) -> str:
             if cell is None:
                 cells.append('<td class="none" data-value="">--</td>')
                 continue
-            places = decimals(column.metric)
+            places = column.decimals
             text = f"{cell.value:.{places}f}"
             inner = f"<strong>{text}</strong>" if cell.best else text
             if cell.significant:

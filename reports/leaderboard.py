@@ -3,15 +3,20 @@
 - Rows: the latest finished run of each model / task options / split (harness/leaderboard.py), then the
   published rows of `baselines/published/*.json` for that task and split, marked as published.
 - Columns: one per metric *variant*. A measured metric's variant is read from the run's
-  `summary.json` `metric_info` (backbone, classifier, judge ... see VARIANT_FIELDS) and, for the
-  dialogue metrics (sage-*, esc-eval-*), from the models that played the seeker and the judge and the
-  version of their prompts; runs whose variants differ get separate columns `metric [field=value]`.
+  `summary.json` `metric_info` (backbone, classifier, judge ... see VARIANT_FIELDS) and from the models
+  that played the roles it depends on: every role of a dialogue task (with the version of their
+  prompts), and the role of the grader a judged metric declares (`Metric.grader`); runs whose variants
+  differ get separate columns `metric [field=value]`.
   A published number joins a measured column only when its file's `match` says the variant is the same
   (baselines/published/__init__.py), else it gets its own column `metric [variant]`: a MiniLM BERTScore
   never sits beside a roberta-large one.
 - Cells: value, the run's 95% interval [low, high] where summary.json has one, the best value of each
-  column marked (lower is better for diff-epitome* and sage-failure) and, with a reference model, a dagger
-  where the paired test (harness.uncertainty.compare over the samples both runs share) gives p < 0.05.
+  column marked and, with a reference model, a dagger where the paired test (harness.uncertainty.compare
+  over the samples both runs share) gives p < 0.05.
+- Each column's direction (best is highest or lowest), decimals and place among the columns are the
+  registered metric's own `higher_is_better`, `decimals` and `order` (harness.contract.Metric); a metric
+  not registered here (a published number of a plugin not installed) gets Metric's defaults, and columns
+  of equal order keep the order they are first seen in.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness import registry, scoring, store, uncertainty
-from harness.contract import Metric, MetricValue, ScoredPair, SampleRecord
+from harness.contract import DialogueTask, Metric, MetricValue, ScoredPair, SampleRecord
 from harness.errors import HarnessError
 from harness.leaderboard import RunEntry, collect_runs
 
@@ -33,31 +38,26 @@ DAGGER = "\u2020"
 
 # metric_info fields that change what a number means (not only its last decimals)
 VARIANT_FIELDS = ("backbone", "num_layers", "idf", "rescale_with_baseline", "classifier", "judge", "simulator", "scale")
-DIALOGUE_PREFIXES = ("sage-", "esc-eval-")
-ESC_EVAL_DIMENSIONS = ("fluency", "expression", "empathy", "information", "humanoid", "skill", "overall")
-
-# the order columns appear in (metrics not listed follow, in the order they are first seen)
-CANONICAL_ORDER = (
-    "bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor",
-    "bertscore-f1-minilm", "bertscore-p-minilm", "bertscore-r-minilm",
-    "bertscore-f1-roberta-large", "bertscore-p-roberta-large", "bertscore-r-roberta-large",
-    "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain", "f1", "length",
-    "diff-epitome", "diff-epitome-er", "diff-epitome-ip", "diff-epitome-ex",
-    "sage-score", "sage-success", "sage-failure",
-    *(f"esc-eval-{d}" for d in ESC_EVAL_DIMENSIONS), "esc-eval-average", "esc-eval-score",
-)
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith("diff-epitome") or metric == "sage-failure"
+@dataclass(frozen=True)
+class Display:
+    """How a metric's column is shown: read from the registered metric (harness.contract.Metric)."""
+
+    higher_is_better: bool = Metric.higher_is_better
+    decimals: int = Metric.decimals
+    order: int = Metric.order  # lower comes first among the columns
 
 
-def decimals(metric: str) -> int:
-    if metric.startswith("diff-epitome"):
-        return 4
-    if metric in ("sage-success", "sage-failure"):
-        return 0
-    return 2
+def display(metric: str) -> Display:
+    """The registered metric's direction, decimals and order; Metric's defaults for a name that is not
+    registered here (or whose plugin does not load)."""
+    try:
+        found = registry.metrics.get(metric)
+    except Exception:  # not registered, or its plugin is not installed here
+        return Display()
+    return Display(bool(getattr(found, "higher_is_better", Metric.higher_is_better)),
+                   int(getattr(found, "decimals", Metric.decimals)), int(getattr(found, "order", Metric.order)))
 
 
 def _norm(value: Any) -> str:
@@ -75,6 +75,8 @@ class Column:
     variants: list[tuple[str, str]] = field(default_factory=list)  # (who, how it was computed), for the footnotes
     higher_is_better: bool = True
     measured: bool = False  # holds measured values
+    decimals: int = Metric.decimals  # shown (and compared for the best) at this precision
+    order: int = Metric.order  # the metric's place among the columns (lower first)
 
     @property
     def arrow(self) -> str:
@@ -143,13 +145,33 @@ def role_model(entry: RunEntry, role: str) -> str:
 def signature(entry: RunEntry, metric: str) -> tuple[tuple[str, str], ...]:
     info = entry.summary.metric_info.get(metric, {})
     items = [(k, _norm(info[k])) for k in VARIANT_FIELDS if k in info]
-    if metric.startswith(DIALOGUE_PREFIXES):
-        roles = set(getattr(entry.header, "roles", None) or {}) | {"seeker"} | ({"judge"} if metric.startswith("esc-eval-") else set())
-        items += [(role, role_model(entry, role)) for role in sorted(roles) if role not in dict(items)]
-        version = getattr(entry.header, "prompt_version", None)
-        if version:  # the roles' prompts change what the simulator does
-            items.append(("prompt_version", _norm(version)))
+    roles = set(_graded_by(metric))
+    dialogue_roles = _dialogue_roles(entry.header.task)
+    if dialogue_roles is not None:  # a dialogue's every number depends on who played each role
+        roles |= set(dialogue_roles) | set(getattr(entry.header, "roles", None) or {})
+    items += [(role, role_model(entry, role)) for role in sorted(roles) if role not in dict(items)]
+    version = getattr(entry.header, "prompt_version", None)
+    if version and roles:  # ... and on the roles' prompts
+        items.append(("prompt_version", _norm(version)))
     return tuple(items)
+
+
+def _dialogue_roles(task: str) -> tuple[str, ...] | None:
+    """The roles a dialogue task declares (besides the model under test); None for a single-turn task."""
+    try:
+        found = registry.tasks.get(task)
+    except Exception:  # not registered, or its plugin is not installed here
+        return None
+    return tuple(found.roles) if isinstance(found, type) and issubclass(found, DialogueTask) else None
+
+
+def _graded_by(metric: str) -> tuple[str, ...]:
+    """The role whose model grades this metric (a judge), from the registered metric's grader."""
+    try:
+        grader = getattr(registry.metrics.get(metric), "grader", None)
+    except Exception:  # not registered, or its plugin is not installed here
+        return ()
+    return (grader.role,) if grader is not None else ()
 
 
 def _matches(match: dict[str, Any], sig: tuple[tuple[str, str], ...]) -> bool:
@@ -168,10 +190,15 @@ def _sig_text(sig: tuple[tuple[str, str], ...]) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _metric_rank(order: list[str], metric: str) -> tuple[int, int]:
-    if metric in CANONICAL_ORDER:
-        return (0, CANONICAL_ORDER.index(metric))
-    return (1, order.index(metric) if metric in order else len(order))
+def _metric_rank(order: list[str], column: Column) -> tuple[int, int]:
+    return (column.order, order.index(column.metric) if column.metric in order else len(order))
+
+
+def _column(key: tuple, metric: str, label: str, higher_is_better: bool | None = None, measured: bool = False) -> Column:
+    """A column shown as the registered metric says (`higher_is_better` given: a published file's own)."""
+    shown = display(metric)
+    higher = shown.higher_is_better if higher_is_better is None else higher_is_better
+    return Column(key, metric, label, higher_is_better=higher, measured=measured, decimals=shown.decimals, order=shown.order)
 
 
 def build_table(task: str, split: str, entries: Sequence[RunEntry], published: Sequence[tuple[str, Any]],
@@ -202,8 +229,7 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
             key = ("m", metric, sig)
             if key not in columns:
                 several = len(sigs[metric]) > 1
-                columns[key] = Column(key, metric, f"{metric} [{_sig_text(sig)}]" if several and sig else metric,
-                                      higher_is_better=not lower_is_better(metric), measured=True)
+                columns[key] = _column(key, metric, f"{metric} [{_sig_text(sig)}]" if several and sig else metric, measured=True)
             note = ("measured", _sig_text(sig))
             if note not in columns[key].variants:
                 columns[key].variants.append(note)
@@ -253,7 +279,7 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
             sources.append(table.source)
     # the harness's own definitions first (measured, or published with the same definition), then the
     # published-only variants, grouped by variant
-    ordered = sorted(columns.values(), key=lambda c: (c.key[0] == "p", c.key[2] if c.key[0] == "p" else "", _metric_rank(seen_order, c.metric), c.label))
+    ordered = sorted(columns.values(), key=lambda c: (c.key[0] == "p", c.key[2] if c.key[0] == "p" else "", _metric_rank(seen_order, c), c.label))
     result = Table(task, split, ordered, rows, sources=sources)
     mark_best(result)
     return result
@@ -262,7 +288,7 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
 def _published_column(columns: dict[tuple, Column], pcol: Any, row_variant: str | None) -> tuple:
     """The column a published number goes to, created if need be."""
     metric = pcol.metric
-    higher = pcol.higher_is_better if pcol.higher_is_better is not None else not lower_is_better(metric)
+    higher = pcol.higher_is_better  # None: as the registered metric
     if row_variant is None and pcol.match is not None:
         measured = [c for c in columns.values() if c.measured and c.metric == metric]
         if pcol.match == {}:
@@ -270,7 +296,7 @@ def _published_column(columns: dict[tuple, Column], pcol: Any, row_variant: str 
                 return measured[0].key
             key = ("m", metric, ())  # the harness's own definition: the plain column
             if key not in columns:
-                columns[key] = Column(key, metric, metric, higher_is_better=higher)
+                columns[key] = _column(key, metric, metric, higher)
             return key
         for column in measured:
             if _matches(pcol.match, column.key[2]):
@@ -278,7 +304,7 @@ def _published_column(columns: dict[tuple, Column], pcol: Any, row_variant: str 
     variant = row_variant or pcol.variant
     key = ("p", metric, variant)
     if key not in columns:
-        columns[key] = Column(key, metric, f"{metric} [{variant}]", higher_is_better=higher)
+        columns[key] = _column(key, metric, f"{metric} [{variant}]", higher)
     return key
 
 
@@ -288,8 +314,7 @@ def mark_best(table: Table) -> None:
         cells = [r.cells[column.key] for r in table.rows if column.key in r.cells]
         if not cells:
             continue
-        places = decimals(column.metric)
-        shown = [round(c.value, places) for c in cells]
+        shown = [round(c.value, column.decimals) for c in cells]
         best = max(shown) if column.higher_is_better else min(shown)
         for cell, value in zip(cells, shown):
             cell.best = value == best
@@ -368,7 +393,7 @@ class _RunSamples:
     def pairs(self, ids: Sequence[str], tokens: bool) -> list[ScoredPair]:
         records = [self.records[i] for i in ids]
         if not tokens:
-            out = [ScoredPair(r.response, r.reference, context=r.history[-1].text if r.history else "", outcome=dict(r.outcome)) for r in records]
+            out = scoring.pairs_of(records)
         else:
             if self._pairs is None:
                 ordered = list(self.records.values())
@@ -433,8 +458,8 @@ def significance(table: Table, reference: Row, resamples: int = uncertainty.DEFA
 # --------------------------------------------------------------------------- rendering
 
 
-def format_value(cell: Cell, metric: str, interval: bool = True) -> str:
-    places = decimals(metric)
+def format_value(cell: Cell, column: Column, interval: bool = True) -> str:
+    places = column.decimals
     text = f"{cell.value:.{places}f}"
     if interval and cell.interval:
         text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
@@ -492,10 +517,10 @@ def render_markdown(tables: Sequence[Table]) -> str:
                 if cell is None:
                     cells.append("--")
                     continue
-                text = f"{cell.value:.{decimals(column.metric)}f}"
+                text = f"{cell.value:.{column.decimals}f}"
                 text = f"**{text}**" if cell.best else text
                 if cell.interval:
-                    places = decimals(column.metric)
+                    places = column.decimals
                     text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
                 if cell.significant:
                     text += f" {DAGGER}"
@@ -563,7 +588,7 @@ def render_latex(tables: Sequence[Table]) -> str:
                 if cell is None:
                     cells.append("--")
                     continue
-                places = decimals(column.metric)
+                places = column.decimals
                 text = f"{cell.value:.{places}f}"
                 text = f"\\textbf{{{text}}}" if cell.best else text
                 if cell.significant:

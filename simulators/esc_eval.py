@@ -3,9 +3,10 @@
 A seeker model plays the person of a role card - it reveals the problem gradually and never admits to
 being an AI; the model under test sees only the dialogue, never the card. The dialogue opens with the
 assistant side's fixed greeting and runs `rounds` rounds (seeker message, then the model's reply; 5 as in
-ESC-Eval). A judge then scores the whole transcript on seven dimensions, 0-4 each (fluency, expression,
-empathy, information, humanoid, skill, overall), one request per dimension with this project's rubric
-(`simulators/esc_eval_judge.py`); an answer without a readable score is missing, never 0.
+ESC-Eval). The `judge` role then scores the whole transcript on seven dimensions, 0-4 each (fluency,
+expression, empathy, information, humanoid, skill, overall), one request per dimension with this
+project's rubric: the grader `esc_eval_judge.JUDGE`, which the esc-eval metrics declare, so the run asks
+it after each dialogue; an answer without a readable score is missing, never 0.
 
     --task-args language=en|zh rounds=5 seeker_temperature=0.0 seeker_max_tokens=256 cards=high|test
 """
@@ -58,7 +59,7 @@ class ESCEvalTask(DialogueTask):
     splits = ("test",)
     default_metrics = ("esc-eval-fluency", "esc-eval-expression", "esc-eval-empathy", "esc-eval-information",
                        "esc-eval-humanoid", "esc-eval-skill", "esc-eval-overall", "esc-eval-average", "esc-eval-score")
-    roles: ClassVar[tuple[str, ...]] = ("seeker", "judge")
+    roles: ClassVar[tuple[str, ...]] = ("seeker",)  # the judge is the role of the metrics' grader
     prompt_version = f"esc-eval-seeker/1+{judging.PROMPT_VERSION}"
 
     def __init__(self, language: str = "en", rounds: Any = 5, seeker_temperature: Any = 0.0, seeker_max_tokens: Any = 256,
@@ -93,23 +94,11 @@ class ESCEvalTask(DialogueTask):
         """The model under test sees the dialogue only: no card, no system prompt, its greeting as its own turn."""
         return ChatRequest(messages=tuple(Message(role="user" if t.role == "seeker" else "assistant", content=t.text) for t in turns))
 
-    # ----------------------------------------------------------------- playing and judging
+    # ----------------------------------------------------------------- playing
 
     def play(self, sample: Sample, ask: Ask) -> DialogueResult:
         turns = [DialogueTurn(role="supporter", text=GREETING[self.language], details={"greeting": True})]
         for _ in range(self.rounds):
             turns.append(DialogueTurn(role="seeker", text=ask("seeker", self.seeker_request(sample, turns)).text.strip()))
             turns.append(DialogueTurn(role="supporter", text=ask("model", self.supporter_request(turns)).text.strip()))
-        outcome = judge(turns, self.language, lambda request: ask("judge", request))
-        return DialogueResult(turns=turns, outcome={**outcome, "language": self.language, "rounds": self.rounds})
-
-
-def judge(turns: Sequence[DialogueTurn], language: str, ask_judge) -> dict[str, Any]:
-    """{"judge": {dimension: 0-4 or None}, "judge_raw": {dimension: the judge's answer}} - one request per dimension."""
-    scores: dict[str, int | None] = {}
-    raw: dict[str, str] = {}
-    for dimension in judging.DIMENSIONS:
-        text = ask_judge(judging.judge_request(dimension, turns, language)).text
-        raw[dimension] = text
-        scores[dimension] = judging.parse_score(text)
-    return {"judge": scores, "judge_raw": raw, "judge_prompts": judging.PROMPT_VERSION}
+        return DialogueResult(turns=turns, outcome={"language": self.language, "rounds": self.rounds})

@@ -26,7 +26,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.contract import ChatRequest, DialogueTurn, GenerationConfig, Message
+from typing import Any
+
+from harness.contract import ChatRequest, DialogueTurn, GenerationConfig, Grader, Message, SampleRecord
 from harness.errors import HarnessError
 
 PROMPT_VERSION = "esc-eval-judge/1"
@@ -396,3 +398,28 @@ def original_parse(text: str) -> int:
         if label in text:
             return int(label)
     return -1
+
+
+# --------------------------------------------------------------------------- the judge as a grader
+
+
+class ESCEvalJudge(Grader):
+    """The `judge` role scores a finished dialogue on the seven dimensions, one request each; the values
+    land in the record's outcome as {"judge": {dimension: 0-4 or None}, "judge_raw": {...}}."""
+
+    name = "judge"
+    role = "judge"
+    prompt_version = PROMPT_VERSION
+
+    def requests(self, item: SampleRecord) -> dict[str, ChatRequest]:
+        language = item.labels.get("language") or item.outcome.get("language") or "en"
+        return {dimension: judge_request(dimension, item.dialogue or [], str(language)) for dimension in DIMENSIONS}
+
+    def parse(self, aspect: str, answer: str) -> int | None:
+        return parse_score(answer)
+
+    def outcome(self, values: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
+        return {"judge": values, "judge_raw": raw, "judge_prompts": PROMPT_VERSION}
+
+
+JUDGE = ESCEvalJudge()

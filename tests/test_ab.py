@@ -5,6 +5,8 @@ import zipfile
 
 import numpy as np
 import pytest
+
+from harness.lifecycle import ModelSpec
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
@@ -423,7 +425,7 @@ def test_judge_fills_a_block_through_the_cache(runs, tmp_path):
     human = fill_xlsx(sheet, tmp_path / "human.xlsx", key, {"Coherence [rater 1]": ["win", "tie", "lose", "tie"],
                                                            "Usefulness [rater 1]": ["tie", "lose", "win", "tie"]})
     out = tmp_path / "judged.xlsx"
-    result = ab.judge(human, key_path, "ab-spy", {"outputs": str(script)}, out)
+    result = ab.judge(human, key_path, ModelSpec("ab-spy", {"outputs": str(script)}), out)
     assert (result.filled, result.unparsed, result.model_calls, result.cache_hits) == (7, 1, 8, 0)
     # the judge saw the context and both sides in the sheet's order, with the criterion's question
     first = SpyModel.seen[0].messages[-1].content
@@ -457,15 +459,15 @@ def test_judge_fills_a_block_through_the_cache(runs, tmp_path):
     assert len(usefulness["judges"]) == 1 and usefulness["judges"][0]["unparsed"] == 0
 
     # the same judging again is answered by the response cache
-    again = ab.judge(human, key_path, "ab-spy", {"outputs": str(script)}, tmp_path / "again.xlsx")
+    again = ab.judge(human, key_path, ModelSpec("ab-spy", {"outputs": str(script)}), tmp_path / "again.xlsx")
     assert (again.model_calls, again.cache_hits) == (0, 8)
     # a block already rated by that name is refused; an empty one of that name is filled in place
     with pytest.raises(HarnessError, match="already has ratings"):
-        ab.judge(out, key_path, "ab-spy", {"outputs": str(script)}, tmp_path / "twice.xlsx")
+        ab.judge(out, key_path, ModelSpec("ab-spy", {"outputs": str(script)}), tmp_path / "twice.xlsx")
     renamed = load_workbook(sheet)
     renamed["ratings"]["G1"], renamed["ratings"]["H1"] = "Coherence [llm-judge]", "Usefulness [llm-judge]"
     renamed.save(tmp_path / "slot.xlsx")
-    ab.judge(tmp_path / "slot.xlsx", key_path, "ab-spy", {"outputs": str(script)}, tmp_path / "slot-judged.xlsx")
+    ab.judge(tmp_path / "slot.xlsx", key_path, ModelSpec("ab-spy", {"outputs": str(script)}), tmp_path / "slot-judged.xlsx")
     assert list(load_workbook(tmp_path / "slot-judged.xlsx")["ratings"].iter_rows(values_only=True))[0][-2:] == ("Coherence [llm-judge]", "Usefulness [llm-judge]")
     assert load_workbook(tmp_path / "slot-judged.xlsx")["ratings"].max_column == 8
 
@@ -478,7 +480,7 @@ def test_judge_both_orders_turns_position_bias_into_ties(runs, tmp_path):
     script = tmp_path / "script.json"
     # row 1: win in order 1-2 and lose in order 2-1 = consistent win; row 2: win both times = position bias -> tie
     script.write_text(json.dumps(["Verdict: win", "Verdict: lose", "Verdict: win", "Verdict: win"]))
-    ab.judge(sheet, tmp_path / "s.csv.key.json", "ab-spy", {"outputs": str(script)}, tmp_path / "j.csv", both_orders=True)
+    ab.judge(sheet, tmp_path / "s.csv.key.json", ModelSpec("ab-spy", {"outputs": str(script)}), tmp_path / "j.csv", both_orders=True)
     rows = read_csv(tmp_path / "j.csv")
     assert [r[-1] for r in rows[1:]] == ["win", "tie"] and rows[0][-1] == f"{PREFERRED} [llm-judge]"
     first, swapped = SpyModel.seen[0].messages[-1].content, SpyModel.seen[1].messages[-1].content
@@ -488,14 +490,14 @@ def test_judge_both_orders_turns_position_bias_into_ties(runs, tmp_path):
 def test_judge_refusals(exported, tmp_path):
     sheet, key_path, _ = exported
     with pytest.raises(HarnessError, match="unknown model 'no-such-judge'"):
-        ab.judge(sheet, key_path, "no-such-judge", {}, tmp_path / "j.xlsx")
+        ab.judge(sheet, key_path, ModelSpec("no-such-judge", {}), tmp_path / "j.xlsx")
     with pytest.raises(HarnessError, match="bad --judge-args"):
-        ab.judge(sheet, key_path, "scripted", {"temperature": 0}, tmp_path / "j.xlsx")
+        ab.judge(sheet, key_path, ModelSpec("scripted", {"temperature": 0}), tmp_path / "j.xlsx")
     with pytest.raises(HarnessError, match="--rater-name"):
-        ab.judge(sheet, key_path, "scripted", {"default": "tie"}, tmp_path / "j.xlsx", rater="a [b]")
+        ab.judge(sheet, key_path, ModelSpec("scripted", {"default": "tie"}), tmp_path / "j.xlsx", rater="a [b]")
     edit_xlsx(sheet, "C2", "edited")
     with pytest.raises(HarnessError, match=r"C2: the response 1 of row R001 differs"):
-        ab.judge(sheet, key_path, "scripted", {"default": "tie"}, tmp_path / "j.xlsx")
+        ab.judge(sheet, key_path, ModelSpec("scripted", {"default": "tie"}), tmp_path / "j.xlsx")
     assert not (tmp_path / "j.xlsx").exists()
 
 

@@ -44,13 +44,13 @@ def test_run_score_leaderboard(tmp_path, data_root):
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(open(os.path.join(run_dir, "summary.json")).read()) == summary
 
-    board = harness("leaderboard", "--runs", str(runs))  # Markdown on stdout
+    board = harness("leaderboard", "--runs-dir", str(runs))  # Markdown on stdout
     assert board.returncode == 0, board.stderr
     assert board.stdout.startswith("## mesc (test)") and "| retrieval | measured | 12 |" in board.stdout
     assert f"{summary['metrics']['bleu-2']:.2f} [{summary['intervals']['bleu-2'][0]:.2f}, {summary['intervals']['bleu-2'][1]:.2f}]" in board.stdout
     assert "| FIRES | FIRES Table 1, Table 2, Table 4 | 454 |" in board.stdout  # published rows beside the run
     out = tmp_path / "board"
-    board = harness("leaderboard", "--runs", str(runs), "--format", "md,csv,latex", "--out", str(out), "--no-figures")
+    board = harness("leaderboard", "--runs-dir", str(runs), "--format", "md,csv,latex", "--output-dir", str(out), "--no-figures")
     assert board.returncode == 0, board.stderr
     assert board.stdout.split() == [str(out / name) for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex")]
     for name, marker in (("leaderboard.md", "|"), ("leaderboard.csv", ","), ("leaderboard.tex", "\\begin{tabular}")):
@@ -97,8 +97,8 @@ def test_bad_options_are_one_line_errors(tmp_path, data_root):
     assert_one_line_error(harness("run", "--task", "mesc", "--model", "retrieval", "--split", "train", *out), "corpus_split")
     assert_one_line_error(harness("run", "--task", "mesc"), "--model")
     assert_one_line_error(harness("score", str(tmp_path)), "run.json: not found")
-    assert_one_line_error(harness("leaderboard", "--runs", str(tmp_path)), "no finished runs")
-    assert_one_line_error(harness("leaderboard", "--runs", str(tmp_path), "--format", "html"), "give --out DIR")
+    assert_one_line_error(harness("leaderboard", "--runs-dir", str(tmp_path)), "no finished runs")
+    assert_one_line_error(harness("leaderboard", "--runs-dir", str(tmp_path), "--format", "html"), "give --output-dir DIR")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -112,5 +112,6 @@ def test_parse_kv():
 
 def test_schema_documents_the_run_folder():
     schemas = json.loads(harness("schema").stdout)
-    assert set(schemas) == {"run.json", "samples.jsonl", "summary.json"}
+    assert set(schemas) == {"run.json", "samples.jsonl", "summary.json", "train.json"}
+    assert schemas["run.json"]["properties"]["status"]["enum"] == ["running", "finished", "failed"]
     assert {"id", "history", "reference", "output", "response", "scores"} <= set(schemas["samples.jsonl"]["properties"])

@@ -81,7 +81,7 @@ class FailingAfter(ScriptedModel):
 def sage_config(tmp_path, data_root, model, model_args, **kw):
     base = dict(task="sage", model=model, model_args=model_args, task_args={"max_turns": 4}, limit=6,
                 roles={"seeker": RoleConfig("scripted", dict(SEEKER))}, output_dir=tmp_path / "runs", data_dir=data_root,
-                cache_path=tmp_path / "cache.sqlite", bootstrap=200, concurrency=3)
+                cache_path=tmp_path / "cache.sqlite", resamples=200, concurrency=3)
     base.update(kw)
     return RunConfig(**base)
 
@@ -96,11 +96,13 @@ def test_server_fault_mid_run_loses_no_finished_work(tmp_path, data_root):
     written = (run_dir / "samples.jsonl").read_text().splitlines() if (run_dir / "samples.jsonl").exists() else []
     assert len(written) < 6 and not (run_dir / "summary.json").exists()
     header = json.loads((run_dir / "run.json").read_text())
-    assert header["status"] == "running"
+    assert header["status"] == "failed" and "503" in header["error"] and "\n" not in header["error"]
     # the healthy model has the same cache identity; finished dialogues are kept and the model answers the rest
     registry.models.register("failing-after", lambda context, ok=0: FailingAfter(context, ok=10**6))
     resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, cache_path=tmp_path / "cache.sqlite"), resume=run_dir)
     assert resumed.resumed_samples == len(written)
+    header = json.loads((run_dir / "run.json").read_text())
+    assert (header["status"], header["error"]) == ("finished", None)
     assert json.loads((run_dir / "summary.json").read_text())["metrics"] == json.loads((reference.run_dir / "summary.json").read_text())["metrics"]
     finals = [json.loads(line)["outcome"]["final_emotion"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert finals == [55] * 6
@@ -119,7 +121,7 @@ def _answered(run_dir) -> int:
 def test_kill_9_mid_dialogues_then_resume_asks_only_what_was_never_answered(tmp_path, data_root):
     env = {**os.environ, "ESC_HARNESS_DATA": str(data_root)}
     common = ["--task", "sage", "--task-args", "max_turns=4", "--limit", "12", "--seeker", "scripted",
-              "--seeker-args", f"default={SEEKER['default']},delay=0.02", "--concurrency", "4", "--no-cache", "--bootstrap", "200"]
+              "--seeker-args", f"default={SEEKER['default']},delay=0.02", "--concurrency", "4", "--no-cache", "--resamples", "200"]
     cli = [sys.executable, "-m", "harness.cli", "run"]
     reference = subprocess.run(cli + common + ["--model", "scripted", "--model-args", "echo=true", "--output-dir", str(tmp_path / "ref")],
                                env=env, capture_output=True, text=True)
@@ -144,7 +146,7 @@ def test_kill_9_mid_dialogues_then_resume_asks_only_what_was_never_answered(tmp_
     answered = _answered(run_dir)
     assert answered >= written * CALLS_PER_DIALOGUE
 
-    resumed = subprocess.run(cli + ["--resume", str(run_dir), "--no-cache", "--bootstrap", "200"], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(cli + ["--resume", str(run_dir), "--no-cache", "--resamples", "200"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     # nothing answered before the kill is asked again
     assert f"model calls {12 * CALLS_PER_DIALOGUE - answered}," in resumed.stdout

@@ -458,7 +458,7 @@ def test_reader_accepts_its_own_output(tmp_path):
 
 
 def test_retrieval_run_finishes(tmp_path, data_root):
-    result = run(RunConfig(task="emotyda-esc", model="retrieval", limit=10, metrics=["bleu-2", "rouge-l"], output_dir=tmp_path, data_dir=data_root, bootstrap=0))
+    result = run(RunConfig(task="emotyda-esc", model="retrieval", limit=10, metrics=["bleu-2", "rouge-l"], output_dir=tmp_path, data_dir=data_root, resamples=0))
     assert result.summary.n == 10
     records = [json.loads(line) for line in (result.run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in records] == [s.id for s in EmotydaEscTask().load("test", data_root / "emotyda")[:10]]

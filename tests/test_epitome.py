@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract import ScoredPair
+from harness.contract import Turn, ScoredPair
 from harness.errors import DataError, HarnessError
 from baselines.epitome import metric
 from baselines.epitome.metric import DIFF_EPITOME, DIFF_EPITOME_ER, DIFF_EPITOME_EX, DIFF_EPITOME_IP
@@ -115,7 +115,7 @@ LEVELS = {  # response A/B/C against reference X/Y/Z
     "IP": {"A": 0, "B": 2, "C": 1, "X": 0, "Y": 0, "Z": 2},  # 0, 4, 1
     "EX": {"A": 1, "B": 0, "C": 2, "X": 2, "Y": 0, "Z": 2},  # 1, 0, 0
 }
-PAIRS = [ScoredPair("A", "X", context="seeker 1"), ScoredPair("B", "Y", context="seeker 2"), ScoredPair("C", "Z", context="seeker 3")]
+PAIRS = [ScoredPair("A", "X", history=(Turn(speaker="seeker", text="seeker 1"),)), ScoredPair("B", "Y", history=(Turn(speaker="seeker", text="seeker 2"),)), ScoredPair("C", "Z", history=(Turn(speaker="seeker", text="seeker 3"),))]
 
 
 def test_diff_epitome_hand_computed():
@@ -253,11 +253,11 @@ def test_diff_epitome_with_trained_classifiers(tiny_classifiers, monkeypatch):
     monkeypatch.setenv(train.ENV, str(tiny_classifiers))
     for m in (DIFF_EPITOME_ER, DIFF_EPITOME):
         m.check()
-    pairs = [ScoredPair("I'm so sorry, that sounds awful. How are you coping?", "That must be so hard.", context="My dog died yesterday."),
-             ScoredPair("ok", "Have you tried talking to someone about it?", context="I can't sleep.")]
+    pairs = [ScoredPair("I'm so sorry, that sounds awful. How are you coping?", "That must be so hard.", history=(Turn(speaker="seeker", text="My dog died yesterday."),)),
+             ScoredPair("ok", "Have you tried talking to someone about it?", history=(Turn(speaker="seeker", text="I can't sleep."),))]
     values = DIFF_EPITOME.compute(pairs)
     assert len(values.per_sample) == 2 and all(0 <= v <= 4 for v in values.per_sample)
-    same = DIFF_EPITOME_EX.compute([ScoredPair("same text", "same text", context="x")])
+    same = DIFF_EPITOME_EX.compute([ScoredPair("same text", "same text", history=(Turn(speaker="seeker", text="x"),))])
     assert same.per_sample == [0.0]
     info = DIFF_EPITOME.info()
     assert info["classifier"] == "tiny-bert-bi" and set(info["test_accuracy"]) == set(data.MECHANISMS)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness import registry
+from harness import grading, registry
+from harness.grading import graders_of
 from harness.cli import main, model_spec
 from harness.contract import RunHeader, Sample, SampleRecord, ScoredPair, Summary
 from harness.errors import HarnessError
@@ -34,13 +35,23 @@ def texts(request):
     return [(m.role, m.content) for m in request.messages]
 
 
+def play_and_judge(task, sample, ask):
+    """A dialogue played, then graded by the judge as a run does it (the grader the metrics declare)."""
+    result = task.play(sample, ask)
+    record = SampleRecord(index=0, id=sample.id, history=[], reference="", labels=sample.labels, output="", response="",
+                          dialogue=result.turns, outcome=result.outcome)
+    (judged,) = grading.grade_records(graders_of(registry.metrics.get(m) for m in METRICS), [record],
+                                      {"judge": lambda requests: [ask("judge", r) for r in requests]})
+    return result, judged.outcome
+
+
 # --------------------------------------------------------------------------- one dialogue
 
 
 def test_dialogue_greeting_rounds_and_who_sees_what():
     task = ESCEvalTask(rounds=2, seeker_temperature=0.5, seeker_max_tokens=99)
     ask = Script(seeker=["  I lost my job.  ", "My wife doesn't know."], model=["That must be hard. ", "Why not?"], judge=JUDGE_ANSWERS)
-    result = task.play(SAMPLE, ask)
+    result, outcome = play_and_judge(task, SAMPLE, ask)
     assert ask.roles == ["seeker", "model", "seeker", "model"] + ["judge"] * 7 and ask.used_up()
     assert [t.model_dump() for t in result.turns] == [
         {"role": "supporter", "text": GREETING["en"], "details": {"greeting": True}},
@@ -65,15 +76,16 @@ def test_dialogue_greeting_rounds_and_who_sees_what():
     assert ask.requests("judge") == [judge_request(d, result.turns, "en") for d in DIMS]
     assert all("Supporter: Why not?" in r.messages[0].content and "CARD-MARKER" not in r.messages[0].content for r in ask.requests("judge"))
     # an unparseable or out-of-range answer is None (missing), never 0
-    assert result.outcome == {"judge": JUDGE_SCORES, "judge_raw": dict(zip(DIMS, JUDGE_ANSWERS)), "judge_prompts": PROMPT_VERSION,
-                              "language": "en", "rounds": 2}
+    assert result.outcome == {"language": "en", "rounds": 2}  # the dialogue itself; the grades come after it
+    assert outcome == {"judge": JUDGE_SCORES, "judge_raw": dict(zip(DIMS, JUDGE_ANSWERS)), "judge_prompts": PROMPT_VERSION,
+                       "language": "en", "rounds": 2}
 
 
 def test_one_round_and_five_by_default():
     ask = Script(seeker=["s"], model=["m"], judge=["Score: 2"] * 7)
-    assert len(ESCEvalTask(rounds=1).play(SAMPLE, ask).turns) == 3 and ask.used_up()
+    assert len(play_and_judge(ESCEvalTask(rounds=1), SAMPLE, ask)[0].turns) == 3 and ask.used_up()
     ask = Script(seeker=[f"s{i}" for i in range(5)], model=[f"m{i}" for i in range(5)], judge=["Score: 2"] * 7)
-    result = ESCEvalTask().play(SAMPLE, ask)
+    result, _ = play_and_judge(ESCEvalTask(), SAMPLE, ask)
     assert ask.roles == ["seeker", "model"] * 5 + ["judge"] * 7 and ask.used_up()
     assert [t.text for t in result.turns][-2:] == ["s4", "m4"] and result.outcome["rounds"] == 5
 
@@ -83,13 +95,13 @@ def test_chinese_dialogue(data_root):
     assert task.language == "zh"
     (sample, *_) = task.load("test", data_root / "esc-eval")
     ask = Script(seeker=["我最近压力很大。"], model=["我在听。"], judge=["评分：3"] * 6 + ["评分：３"])
-    result = task.play(sample, ask)
+    result, outcome = play_and_judge(task, sample, ask)
     assert result.turns[0].text == GREETING["zh"] == "你好，我是您的私人助手，您有任何烦恼都可以向我诉说！"
     assert ask.requests("seeker")[0].messages[0].content == SEEKER_SYSTEM["zh"].format(card=sample.labels["card"])
     assert sample.labels["card"].startswith("年龄：")
     assert ask.requests("judge") == [judge_request(d, result.turns, "zh") for d in DIMS]
     assert "求助者：我最近压力很大。" in ask.requests("judge")[0].messages[0].content
-    assert result.outcome["judge"] == dict.fromkeys(DIMS, 3) and result.outcome["language"] == "zh"
+    assert outcome["judge"] == dict.fromkeys(DIMS, 3) and outcome["language"] == "zh"
 
 
 @pytest.mark.parametrize("language, cards, count", [("en", "high", 331), ("zh", "high", 324), ("en", "test", 3), ("zh", "test", 3)])
@@ -155,7 +167,7 @@ def test_a_missing_judge_outcome_is_missing_not_zero():
 
 
 def esc_config(tmp_path, data_root, **kw):
-    base = dict(task="esc-eval", model="scripted", model_args={"echo": True}, limit=2, concurrency=1, bootstrap=100,
+    base = dict(task="esc-eval", model="scripted", model_args={"echo": True}, limit=2, concurrency=1, resamples=100,
                 task_args={"rounds": 1}, output_dir=tmp_path / "runs", cache_path=tmp_path / "cache.sqlite", data_dir=data_root)
     base.update(kw)
     return RunConfig(**base)
@@ -301,3 +313,28 @@ def test_model_spec(spec, args, expected):
 def test_model_spec_needs_the_model():
     with pytest.raises(HarnessError, match="--judge-args given without its model"):
         model_spec(None, "default=1", "--judge-args")
+
+
+def test_scripted_run_gives_the_summary_it_gave_before_the_engine_moved_onto_graders(tmp_path, data_root):
+    """Three demo cards, a scripted seeker and judge, one dialogue at a time: every value below was computed
+    by hand and is what the harness printed before the ESC-Eval judge became a grader (issue 10)."""
+    seeker = [f"I feel bad number {i}, really" for i in range(15)]
+    judge = ["Score: 3", "Score: 2", "4", "Score: 1", "no idea", "Score: 0", "Score: 3"] * 3
+    judge[9] = "Score: 10"  # dialogue 2's empathy: out of range, so missing
+    (tmp_path / "seeker.json").write_text(json.dumps(seeker))
+    (tmp_path / "judge.json").write_text(json.dumps(judge))
+    out = CliRunner().invoke(main, ["run", "--task", "esc-eval", "--model", "scripted", "--model-args", "echo=true",
+                                    "--seeker", "scripted", "--seeker-args", f"outputs={tmp_path / 'seeker.json'}",
+                                    "--role", f"judge=scripted", "--role-args", f"judge=outputs={tmp_path / 'judge.json'}",
+                                    "--task-args", "cards=test", "--concurrency", "1", "--no-cache", "--output-dir", str(tmp_path / "runs"),
+                                    "--data-dir", str(data_root)])
+    assert out.exit_code == 0, out.output
+    run_dir = Path(out.stdout.strip().splitlines()[-1])
+    summary = Summary.model_validate_json((run_dir / "summary.json").read_text())
+    assert summary.metrics == pytest.approx({"esc-eval-fluency": 3.0, "esc-eval-expression": 2.0, "esc-eval-empathy": 4.0,
+                                             "esc-eval-information": 1.0, "esc-eval-skill": 0.0, "esc-eval-overall": 3.0,
+                                             "esc-eval-average": 13 / 6, "esc-eval-score": 25 * 13 / 6}, abs=1e-12)
+    assert summary.missing == {"esc-eval-empathy": 1, "esc-eval-humanoid": 3}
+    assert summary.intervals["esc-eval-average"] == pytest.approx((1.8, 13 / 6))  # dialogue 2 alone: (3+2+1+0+3)/5
+    header = RunHeader.model_validate_json((run_dir / "run.json").read_text())
+    assert list(header.roles) == ["seeker", "judge"] and header.status == "finished"

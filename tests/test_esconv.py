@@ -383,7 +383,7 @@ def test_empty_file(modified, tmp_path):
 
 
 def test_retrieval_run_finishes(tmp_path, data_root):
-    result = run(RunConfig(task="esconv", model="retrieval", limit=10, metrics=["bleu-2", "rouge-l"], output_dir=tmp_path, data_dir=data_root, bootstrap=0))
+    result = run(RunConfig(task="esconv", model="retrieval", limit=10, metrics=["bleu-2", "rouge-l"], output_dir=tmp_path, data_dir=data_root, resamples=0))
     assert result.summary.n == 10
     assert set(result.summary.metrics) == {"bleu-2", "rouge-l"}
     records = [json.loads(line) for line in (result.run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]

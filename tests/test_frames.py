@@ -249,7 +249,7 @@ def test_cli_frames(dataset, videos, tmp_path, monkeypatch):
     default = tmp_path / "home" / "frames" / "mesc"
     assert "3 sample(s) done now" in result.output and "S01E02 (1)" in result.output and str(default) in result.output
     assert len(manifest(default, "train/d0000/t03")["frames"]) == 16
-    result = runner.invoke(main, args + ["--out", str(tmp_path / "elsewhere")])
+    result = runner.invoke(main, args + ["--output-dir", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0 and (tmp_path / "elsewhere" / "train/d0000/t01" / vf.MANIFEST).is_file()
     assert "0 sample(s) done now, 3 already done" in runner.invoke(main, args).output
 

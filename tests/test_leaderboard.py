@@ -384,18 +384,18 @@ def test_command_writes_the_formats_and_prints_one(tmp_path):
     runs = tmp_path / "runs"
     make_run(runs, "a", model="retrieval", metrics={"bleu-2": 2.77, "rouge-l": 12.0}, intervals={"bleu-2": (2.25, 3.31)})
     cli = CliRunner()
-    printed = cli.invoke(leaderboard_command, ["--runs", str(runs), "--no-published"])
+    printed = cli.invoke(leaderboard_command, ["--runs-dir", str(runs), "--no-published"])
     assert printed.exit_code == 0, printed.output
     assert printed.output.startswith("## mesc (test)") and "| retrieval | measured | 10 | **2.77** [2.25, 3.31] |" in printed.output
     out = tmp_path / "board"
-    made = cli.invoke(leaderboard_command, ["--runs", str(runs), "--out", str(out), "--format", "md,csv,latex", "--no-figures", "--metrics", "bleu-2"])
+    made = cli.invoke(leaderboard_command, ["--runs-dir", str(runs), "--output-dir", str(out), "--format", "md,csv,latex", "--no-figures", "--metrics", "bleu-2"])
     assert made.exit_code == 0, made.output
     assert made.output.split() == [str(out / "leaderboard.md"), str(out / "leaderboard.csv"), str(out / "leaderboard.tex")]
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     measured = [r for r in rows if r["kind"] == "measured"]
     assert len(measured) == 1 and measured[0]["bleu-2"] == "2.77" and "rouge-l" not in rows[0]
     assert {r["model"] for r in rows if r["kind"] == "published"} >= {"FIRES", "GPT-4o (3-shot)"}  # published rows by default
-    for args, message in ((["--format", "html"], "without --out DIR"), (["--format", "pdf", "--out", str(out)], "unknown format(s) pdf"),
+    for args, message in ((["--format", "html"], "without --output-dir DIR"), (["--format", "pdf", "--output-dir", str(out)], "unknown format(s) pdf"),
                           (["--metrics", "nope"], "nothing to show")):
-        bad = cli.invoke(leaderboard_command, ["--runs", str(runs), *args])
+        bad = cli.invoke(leaderboard_command, ["--runs-dir", str(runs), *args])
         assert bad.exit_code != 0 and isinstance(bad.exception, HarnessError) and message in str(bad.exception), (args, bad.output)

@@ -29,7 +29,7 @@ def records(run_dir):
 
 def test_esc_eval_with_local_model_in_every_role(tmp_path, data_root):
     result = run(RunConfig(task="esc-eval", model="local", model_args={"max_tokens_cap": 48, "parallel": 2}, task_args={"rounds": 1},
-                           limit=1, data_dir=data_root, output_dir=tmp_path / "runs", cache_path=tmp_path / "cache.sqlite", bootstrap=100))
+                           limit=1, data_dir=data_root, output_dir=tmp_path / "runs", cache_path=tmp_path / "cache.sqlite", resamples=100))
     (record,) = records(result.run_dir)
     roles = [t["role"] for t in record["dialogue"]]
     assert roles == ["supporter", "seeker", "supporter"]
@@ -62,7 +62,7 @@ def test_sage_with_local_model_in_every_role(tmp_path, monkeypatch):
     monkeypatch.setenv("ESC_HARNESS_ALLOW_MODIFIED_DATA", "1")
     result = run(RunConfig(task="sage", model="local", model_args={"max_tokens_cap": 48, "parallel": 1},
                            task_args={"max_turns": 2, "retries": 1}, limit=1, data_dir=tmp_path / "data", output_dir=tmp_path / "runs",
-                           cache_path=tmp_path / "cache.sqlite", bootstrap=100))
+                           cache_path=tmp_path / "cache.sqlite", resamples=100))
     (record,) = records(result.run_dir)
     outcome = record["outcome"]
     reaction = record["dialogue"][1]["details"]

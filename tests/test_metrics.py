@@ -32,6 +32,8 @@ from harness.metrics.lexical import (
     distinct,
     lcs_length,
     rouge_l_f,
+    reference_tokens,
+    response_tokens,
     tokenize,
 )
 
@@ -50,7 +52,7 @@ def nltk_resources():
 
 
 def pair(response: str, reference: str) -> ScoredPair:
-    return ScoredPair(response, reference, tokenize(response), tokenize(reference))
+    return ScoredPair(response, reference)
 
 
 def pairs(*texts: tuple[str, str]) -> list[ScoredPair]:
@@ -69,6 +71,13 @@ CORPUS = [
 
 
 # --------------------------------------------------------------------------- tokenize
+
+
+def test_tokens_are_computed_once_per_pair():
+    p = pair("I don't KNOW.", "Fine.")
+    assert response_tokens(p) == ["i", "do", "n't", "know", "."] and reference_tokens(p) == ["fine", "."]
+    p.response = "changed"  # memoised: the first computation is kept for the pair's life
+    assert response_tokens(p) == ["i", "do", "n't", "know", "."]
 
 
 def test_tokenize_lowercases_and_splits_like_word_tokenize():
@@ -154,8 +163,8 @@ def test_bleu_equals_nltk_corpus_bleu_with_reference_settings(n):
 
     ps = pairs(*CORPUS)
     expected = corpus_bleu(
-        [[p.reference_tokens] for p in ps],
-        [p.response_tokens for p in ps],
+        [[reference_tokens(p)] for p in ps],
+        [response_tokens(p) for p in ps],
         weights=[1.0 / n] * n + [0.0] * (4 - n),
         smoothing_function=SmoothingFunction().method3,
     )
@@ -274,7 +283,7 @@ def test_meteor_parameters_are_nltk_defaults():
 def test_meteor_identical_six_tokens():
     # P = R = 1 -> fmean = 1; 6 matches in 1 chunk -> penalty = 0.5 * (1/6)^3
     ps = pairs(("I am here for you.", "I am here for you."))
-    assert len(ps[0].response_tokens) == 6
+    assert len(response_tokens(ps[0])) == 6
     assert METEOR.compute(ps).corpus == pytest.approx(100 * (1 - 0.5 * (1 / 6) ** 3))  # 99.7685...
 
 
@@ -293,7 +302,7 @@ def test_meteor_equals_nltk_meteor_score():
 
     ps = pairs(*CORPUS, ("I am feeling sad", "I felt sad"), ("that sounds hard", "that sounds difficult"))
     value = METEOR.compute(ps)
-    expected = [100 * meteor_score([p.reference_tokens], p.response_tokens) for p in ps]
+    expected = [100 * meteor_score([reference_tokens(p)], response_tokens(p)) for p in ps]
     assert value.per_sample == pytest.approx(expected, rel=1e-12)
     assert value.corpus == pytest.approx(sum(expected) / len(expected))
     assert len(set(round(v, 6) for v in expected)) > 3  # the corpus is not degenerate

@@ -291,7 +291,7 @@ def test_metrics_on_hand_made_outcomes():
 
 
 def sage_config(tmp_path, data_root, seeker_outputs, **kw):
-    base = dict(task="sage", model="scripted", model_args={"default": "I hear you."}, limit=1, concurrency=1, bootstrap=100,
+    base = dict(task="sage", model="scripted", model_args={"default": "I hear you."}, limit=1, concurrency=1, resamples=100,
                 roles={"seeker": RoleConfig("scripted", {"outputs": seeker_outputs})}, output_dir=tmp_path / "runs",
                 cache_path=tmp_path / "calls.sqlite", data_dir=data_root)
     base.update(kw)
@@ -341,7 +341,7 @@ def test_run_without_cache_keeps_its_own_calls_and_counts_malformed_steps(tmp_pa
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 8  # 2 replies + 4 reasoning + 2 agent replies
     # an interrupted --no-cache run replays the dialogue from its own calls
     interrupt(result.run_dir)
-    resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, use_cache=False, bootstrap=100), resume=result.run_dir)
+    resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, use_cache=False, resamples=100), resume=result.run_dir)
     assert (resumed.model_calls, resumed.cache_hits, resumed.resumed_samples) == (0, 8, 0)
     assert read_run(result.run_dir)[1] == [record] and read_run(result.run_dir)[2] == summary
 
@@ -396,5 +396,5 @@ def test_resume_a_run_whose_seeker_is_the_keyed_model_under_test(tmp_path, data_
     assert read_run(first.run_dir)[0].roles["seeker"].model_args == {"api_key": "<redacted>", "default": "Change: +1"}
     interrupt(first.run_dir, keep=1)
     resumed = run(RunConfig(task="", model="", split="", data_dir=data_root, model_args={"api_key": "sk-secret"},
-                            cache_path=tmp_path / "calls.sqlite", bootstrap=100), resume=first.run_dir)
+                            cache_path=tmp_path / "calls.sqlite", resamples=100), resume=first.run_dir)
     assert (resumed.model_calls, resumed.resumed_samples) == (0, 1)

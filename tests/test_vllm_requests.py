@@ -112,9 +112,9 @@ def adapter_dir(tmp_path) -> Path:
     return folder
 
 
-def ask(text, images=(), **generation):
+def ask(text, images=(), adapter=None, **generation):
     return ChatRequest(messages=(Message(role="system", content="Be kind."), Message(role="user", content=text, images=images)),
-                       generation=GenerationConfig(**generation))
+                       generation=GenerationConfig(**generation), adapter=adapter)
 
 
 # ---------------------------------------------------------------------- pure request building
@@ -224,6 +224,67 @@ def test_lora_adapter(fake_vllm, model_dir, adapter_dir):
     assert adapted.cache_identity() != plain.cache_identity()
     with pytest.raises(HarnessError, match="not a LoRA adapter folder"):
         VLLMModel(None, model=str(model_dir), adapter=str(model_dir))
+
+
+def make_adapter(folder: Path, rank: int, content: bytes) -> Path:
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 16, "target_modules": ["q_proj"]}))
+    (folder / "adapter_model.safetensors").write_bytes(content)
+    return folder
+
+
+def test_named_adapters_per_request(fake_vllm, model_dir, tmp_path):
+    a, b = make_adapter(tmp_path / "a", 4, b"lora a"), make_adapter(tmp_path / "b", 16, b"lora b")
+    plain = VLLMModel(None, model=str(model_dir))
+    model = VLLMModel(None, model=str(model_dir), adapters=f"b:{b};a:{a}")  # the command line's form
+    llm = LLM.instances[1]
+    assert (llm.kwargs["enable_lora"], llm.kwargs["max_loras"], llm.kwargs["max_lora_rank"]) == (True, 2, 16)
+    assert model.adapters() == ("a", "b") and plain.adapters() == ()
+    outputs = model.generate([ask("one", adapter="a"), ask("two", adapter="b"), ask("three"), ask("four", adapter="a")])
+    assert [o.text for o in outputs] == ["reply 0 to one", "reply 0 to two", "reply 0 to three", "reply 0 to four"]
+    # LLM.chat takes one LoRARequest: one call per adapter, ids 1, 2 in name order, the base model without one
+    calls = [([m[-1]["content"] for m in c["messages"]], c["lora_request"]) for c in llm.calls]
+    assert [texts for texts, _ in calls] == [["one", "four"], ["two"], ["three"]]
+    assert [(r.lora_name, r.lora_int_id, r.lora_path) for _, r in calls[:2]] == [("a", 1, str(a)), ("b", 2, str(b))]
+    assert calls[2][1] is None
+    identity = model.cache_identity()
+    assert set(identity["adapters"]) == {"a", "b"} and all(len(v) == 64 for v in identity["adapters"].values())
+    assert identity["adapters"]["a"] != identity["adapters"]["b"]
+    assert {k: v for k, v in identity.items() if k != "adapters"} == plain.cache_identity() and "adapters" not in plain.cache_identity()
+    same = VLLMModel(None, model=str(model_dir), adapters={"a": str(a), "b": str(b)}, max_lora_rank=64, max_loras=1)
+    assert same.cache_identity() == identity  # the engine's LoRA settings never change the answers
+    assert (LLM.instances[2].kwargs["max_lora_rank"], LLM.instances[2].kwargs["max_loras"]) == (64, 1)
+    with pytest.raises(HarnessError, match="adapter 'c'"):
+        model.generate([ask("x", adapter="c")])
+    with pytest.raises(HarnessError, match="max_lora_rank=8 must be one of .* at least the adapters' rank \\(16\\)"):
+        VLLMModel(None, model=str(model_dir), adapters={"a": str(a), "b": str(b)}, max_lora_rank=8)
+
+
+def test_adapter_beside_named_adapters_and_a_trained_checkpoint(fake_vllm, model_dir, adapter_dir, tmp_path):
+    from harness.contract import TrainRecord
+
+    b = make_adapter(tmp_path / "b", 8, b"lora b")
+    model = VLLMModel(None, model=str(model_dir), adapter=str(adapter_dir), adapters={"b": str(b)})
+    model.generate([ask("plain"), ask("named", adapter="b")])
+    calls = LLM.instances[0].calls
+    assert [(c["lora_request"].lora_name, c["lora_request"].lora_int_id) for c in calls] == [("adapter", 2), ("b", 1)]
+    # a folder with train.json (peft) is its base model with itself as adapter=
+    checkpoint = make_adapter(tmp_path / "checkpoint", 4, b"trained lora")
+    record = TrainRecord(recipe="fires-sft", train_id="t1", config={}, weights="peft", base_model={"model": "../model"},
+                         started_at="2026-01-01T00:00:00Z", status="finished")
+    (checkpoint / "train.json").write_text(record.model_dump_json())
+    trained = VLLMModel(None, model=str(checkpoint))
+    llm = LLM.instances[1]
+    assert llm.kwargs["model"] == str(model_dir) and llm.kwargs["enable_lora"] is True
+    trained.generate([ask("hi")])
+    assert llm.calls[0]["lora_request"].lora_path == str(checkpoint)
+    identity = trained.cache_identity()
+    assert (identity["train_id"], identity["recipe"], identity["adapter"]) == ("t1", "fires-sft", str(checkpoint))
+    assert len(identity["adapter_weights"]) == 64 and identity["weights"] == model.cache_identity()["weights"]
+    (checkpoint / "train.json").write_text(record.model_copy(update={"status": "failed", "error": "CUDA out of memory\nmore"}).model_dump_json())
+    with pytest.raises(HarnessError, match=r"training did not finish; its status is 'failed' \(CUDA out of memory\)"):
+        VLLMModel(None, model=str(checkpoint))
+    assert len(LLM.instances) == 2  # refused before the engine starts
 
 
 def test_model_arg_overrides_and_batch_size(fake_vllm, model_dir):

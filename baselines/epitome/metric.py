@@ -2,7 +2,7 @@
 
 Three EPITOME classifiers (Sharma et al. 2020) predict the level 0/1/2 of Emotional Reactions (ER),
 Interpretations (IP) and Explorations (EX) of a response given the seeker's last utterance
-(`ScoredPair.context`). For each mechanism m and sample i, d_m(i) = (level_m(generated) - level_m(reference))^2;
+(the last turn of `ScoredPair.history`). For each mechanism m and sample i, d_m(i) = (level_m(generated) - level_m(reference))^2;
 EmpGPT-3 reports the mean over samples per mechanism:
 
 | name | per sample | corpus value |
@@ -144,7 +144,7 @@ def _check() -> None:
 
 def squared_differences(mechanism: str, pairs: Sequence[ScoredPair]) -> list[float]:
     # one call for both sides, so that each seeker text is encoded once
-    seekers = [pair.context for pair in pairs]
+    seekers = [pair.history[-1].text if pair.history else "" for pair in pairs]  # the turn being answered
     levels = predictor().predict(mechanism, seekers * 2, [pair.response for pair in pairs] + [pair.reference for pair in pairs])
     generated, reference = levels[: len(pairs)], levels[len(pairs) :]
     return [float((g - r) ** 2) for g, r in zip(generated, reference)]
@@ -152,11 +152,14 @@ def squared_differences(mechanism: str, pairs: Sequence[ScoredPair]) -> list[flo
 
 class DiffEpitome(Metric):
     per_sample = True
+    higher_is_better = False  # a squared level difference from the reference
+    decimals = 4
 
     def __init__(self, mechanism: str | None):
         self.mechanism = mechanism
         self.mechanisms = (mechanism,) if mechanism else MECHANISMS
         self.name = f"diff-epitome-{mechanism.lower()}" if mechanism else "diff-epitome"
+        self.order = 400 + (10 * (MECHANISMS.index(mechanism) + 1) if mechanism else 0)  # diff-epitome, -er, -ip, -ex: 400..430
         self.description = (
             f"DIFF-EPITOME {mechanism}: mean over samples of (level(response) - level(reference))^2, levels 0-2 by the EPITOME {mechanism} classifier given the seeker's last turn (EmpGPT-3)"
             if mechanism

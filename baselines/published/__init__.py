@@ -63,7 +63,7 @@ class PublishedColumn(BaseModel):
     variant: str  # short label of how it was computed, e.g. "roberta-large", "ESC-Rank+GPT-4o, 0-100"
     match: dict[str, Any] | None = Field(default_factory=dict)  # see the module docstring
     definition: str = ""  # the long description (judge, scale, implementation) for footnotes
-    higher_is_better: bool | None = None  # None: as the harness metric (lower is better for diff-epitome*, sage-failure)
+    higher_is_better: bool | None = None  # None: as the registered harness metric (its `higher_is_better`)
 
 
 class PublishedRow(BaseModel):

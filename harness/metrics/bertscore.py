@@ -130,6 +130,8 @@ class BertScore(Metric):
         self.component = component
         self.backbone = BACKBONES[backbone]
         self.name = f"bertscore-{component}-{backbone}"
+        # columns: F1, P, R of MiniLM (200..220), then of roberta-large (230..250)
+        self.order = {"minilm": 200, "roberta-large": 230}[backbone] + {"f1": 0, "p": 10, "r": 20}[component]
         what = {"p": "precision", "r": "recall", "f1": "F1"}[component]
         self.description = f"BERTScore {what} x100 with {self.backbone.label}, no idf, no rescaling, per sample, averaged (bert-score package)"
 

@@ -26,6 +26,15 @@ def tokenize(text: str) -> list[str]:
         raise
 
 
+def response_tokens(pair: ScoredPair) -> list[str]:
+    """The response's tokens, computed once per pair and shared by every lexical metric and resample."""
+    return pair.memo("response_tokens", lambda p: tokenize(p.response))
+
+
+def reference_tokens(pair: ScoredPair) -> list[str]:
+    return pair.memo("reference_tokens", lambda p: tokenize(p.reference))
+
+
 class _TokenMetric(Metric):
     def check(self) -> None:
         nltk_data.require("tokenizers/punkt_tab/english")
@@ -41,14 +50,15 @@ class Bleu(_TokenMetric):
     def __init__(self, n: int):
         self.n = n
         self.name = f"bleu-{n}"
+        self.order = 90 + 10 * n  # bleu-1 .. bleu-4: 100 .. 130
         self.description = f"corpus BLEU-{n}, NLTK, SmoothingFunction().method3, x100 (ESConv code)"
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
         weights = [1.0 / self.n] * self.n + [0.0] * (4 - self.n)  # the reference passes four weights
-        refs = [[p.reference_tokens] for p in pairs]
-        hyps = [p.response_tokens for p in pairs]
+        refs = [[reference_tokens(p)] for p in pairs]
+        hyps = [response_tokens(p) for p in pairs]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # NLTK warns on zero n-gram counts; method3 handles them
@@ -67,9 +77,9 @@ class Bleu(_TokenMetric):
         stats = np.zeros((len(pairs), 10))  # numerators 1-4, denominators 1-4, hyp length, ref length
         for row, p in enumerate(pairs):
             for order in range(1, 5):
-                fraction = modified_precision([p.reference_tokens], p.response_tokens, order)
+                fraction = modified_precision([reference_tokens(p)], response_tokens(p), order)
                 stats[row, order - 1], stats[row, order + 3] = fraction.numerator, fraction.denominator
-            stats[row, 8], stats[row, 9] = len(p.response_tokens), len(p.reference_tokens)
+            stats[row, 8], stats[row, 9] = len(response_tokens(p)), len(reference_tokens(p))
         sums = np.asarray(weights) @ stats
         weights_n = [1.0 / self.n] * self.n + [0.0] * (4 - self.n)
         out = np.zeros(len(sums))
@@ -114,16 +124,18 @@ def rouge_l_f(response_tokens: Sequence[str], reference_tokens: Sequence[str], b
 
 class RougeL(_TokenMetric):
     name = "rouge-l"
+    order = 140
     per_sample = True
     description = "ROUGE-L F (LCS, beta 1.2) per sample, averaged, x100 (ESConv code)"
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
-        scores = [100 * rouge_l_f(p.response_tokens, p.reference_tokens) for p in pairs]
+        scores = [100 * rouge_l_f(response_tokens(p), reference_tokens(p)) for p in pairs]
         return MetricValue(corpus=_mean(scores), per_sample=scores)
 
 
 class Meteor(_TokenMetric):
     name = "meteor"
+    order = 150
     per_sample = True
     description = "METEOR, NLTK meteor_score on token lists, per sample, averaged, x100"
 
@@ -141,7 +153,7 @@ class Meteor(_TokenMetric):
         from nltk.translate.meteor_score import meteor_score
 
         nltk_data.activate()
-        scores = [100 * meteor_score([p.reference_tokens], p.response_tokens) for p in pairs]
+        scores = [100 * meteor_score([reference_tokens(p)], response_tokens(p)) for p in pairs]
         return MetricValue(corpus=_mean(scores), per_sample=scores)
 
 
@@ -164,6 +176,7 @@ class Distinct(_TokenMetric):
         self.n = n
         self.reference_variant = reference_variant
         self.name = f"dist-{n}" if reference_variant else f"dist-{n}-plain"
+        self.order = (300 if reference_variant else 330) + 10 * (n - 1)  # dist-1..3: 300..320, -plain: 330..350
         self.description = (
             f"Distinct-{n} over all responses, x100, as the ESConv code (skips each response's last {n}-gram)"
             if reference_variant
@@ -171,7 +184,7 @@ class Distinct(_TokenMetric):
         )
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
-        return MetricValue(corpus=100 * distinct([p.response_tokens for p in pairs], self.n, self.reference_variant))
+        return MetricValue(corpus=100 * distinct([response_tokens(p) for p in pairs], self.n, self.reference_variant))
 
     def weighted(self, pairs: Sequence[ScoredPair], weights):
         """unique = n-grams present in some pair of non-zero weight; total = weighted n-gram count."""
@@ -181,7 +194,7 @@ class Distinct(_TokenMetric):
         ids: dict[tuple[str, ...], int] = {}
         rows, cols, totals = [], [], np.zeros(len(pairs))
         for row, p in enumerate(pairs):
-            tokens = p.response_tokens
+            tokens = response_tokens(p)
             stop = len(tokens) - self.n if self.reference_variant else len(tokens) - self.n + 1
             grams = {tuple(tokens[i : i + self.n]) for i in range(max(stop, 0))}
             totals[row] = max(stop, 0)
@@ -197,26 +210,28 @@ class Distinct(_TokenMetric):
 
 class UnigramF1(_TokenMetric):
     name = "f1"
+    order = 360
     per_sample = True
     description = "unigram F1 between response and reference tokens, per sample, averaged, x100 (ESConv code)"
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         scores = []
         for p in pairs:
-            common = sum((Counter(p.response_tokens) & Counter(p.reference_tokens)).values())
-            precision = common / max(len(p.response_tokens), 1e-10)
-            recall = common / max(len(p.reference_tokens), 1e-10)
+            common = sum((Counter(response_tokens(p)) & Counter(reference_tokens(p))).values())
+            precision = common / max(len(response_tokens(p)), 1e-10)
+            recall = common / max(len(reference_tokens(p)), 1e-10)
             scores.append(100 * 2 * precision * recall / max(precision + recall, 1e-10))
         return MetricValue(corpus=_mean(scores), per_sample=scores)
 
 
 class Length(_TokenMetric):
     name = "length"
+    order = 370
     per_sample = True
     description = "mean number of tokens per response"
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
-        lengths = [float(len(p.response_tokens)) for p in pairs]
+        lengths = [float(len(response_tokens(p))) for p in pairs]
         return MetricValue(corpus=_mean(lengths), per_sample=lengths)
 
 

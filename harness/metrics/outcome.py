@@ -17,8 +17,10 @@ Extract = Callable[[dict[str, Any]], float | None]
 class OutcomeMean(Metric):
     """Mean over dialogues of `extract(outcome)` times `scale`."""
 
-    def __init__(self, name: str, extract: Extract, description: str, scale: float = 1.0):
+    def __init__(self, name: str, extract: Extract, description: str, scale: float = 1.0, *,
+                 higher_is_better: bool = True, decimals: int = 2, order: int = 1000):
         self.name, self.extract, self.description, self.scale = name, extract, description, scale
+        self.higher_is_better, self.decimals, self.order = higher_is_better, decimals, order
 
     def _values(self, pairs: Sequence[ScoredPair]) -> np.ndarray:
         found = [self.extract(p.outcome) for p in pairs]
@@ -41,8 +43,10 @@ class OutcomeMean(Metric):
 class OutcomeCount(Metric):
     """How many dialogues satisfy `test(outcome)` (SAGE reports successes and failures as counts)."""
 
-    def __init__(self, name: str, test: Callable[[dict[str, Any]], bool], description: str):
+    def __init__(self, name: str, test: Callable[[dict[str, Any]], bool], description: str, *,
+                 higher_is_better: bool = True, decimals: int = 2, order: int = 1000):
         self.name, self.test, self.description = name, test, description
+        self.higher_is_better, self.decimals, self.order = higher_is_better, decimals, order
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         return MetricValue(corpus=float(sum(bool(self.test(p.outcome)) for p in pairs)))

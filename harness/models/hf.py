@@ -1,5 +1,5 @@
 """Hugging Face transformers in process: chat LLMs and vision-language models (Qwen2.5-VL and other
-image-text-to-text models), with an optional LoRA adapter.
+image-text-to-text models), with LoRA adapters: one always on, or several named ones chosen per request.
 
     --model-args model=PATH            a model folder, a .gguf file, or a hub id already in the local
                                        Hugging Face cache (nothing is ever downloaded)
@@ -7,11 +7,17 @@ image-text-to-text models), with an optional LoRA adapter.
                  dtype=auto            auto | float32 | bfloat16 | float16 (part of the cache identity)
                  device=auto           auto | cpu | cuda | cuda:N
                  batch_size=8          prompts per forward batch (never changes the answers)
-                 adapter=PATH          a LoRA adapter folder (peft)
+                 adapter=PATH          a LoRA adapter folder (peft), on for every request
+                 adapters=a:PATH;b:PATH  named LoRA adapters (or a JSON object {"a": PATH, ...}); a request
+                                       chooses one with ChatRequest.adapter, one without is answered by
+                                       the base model (or by adapter= where given)
                  trust_remote_code=false
                  threads=              CPU threads for torch (default: torch's choice; 1 helps on a
                                        crowded machine, where spinning threads stall each other)
                  temperature= top_p= max_tokens= seed= stop=   replace the request's settings
+
+A model folder holding train.json (written by `harness train`) is a trained checkpoint: peft weights load
+its base model (train.json's base_model.model) with the folder as adapter=; full weights load the folder.
 
 How answers are made, so that they are comparable and reproducible:
 - The model's chat template is always applied (add_generation_prompt=True); a model without one is an
@@ -19,8 +25,8 @@ How answers are made, so that they are comparable and reproducible:
 - The request's GenerationConfig is the whole specification: the sampling defaults of the model's own
   generation_config.json (temperature, top_p, repetition_penalty...) are not applied, as with vLLM's
   offline engine given explicit SamplingParams. Only its end-of-sequence tokens are kept.
-- temperature 0 is greedy decoding. Prompts are batched (sorted by length, left-padded); the answers do
-  not depend on the batch size or on which prompts share a batch.
+- temperature 0 is greedy decoding. Prompts are batched (grouped by adapter and settings, sorted by
+  length, left-padded); the answers do not depend on the batch size or on which prompts share a batch.
 - Sampling draws every choice from its own generator, seeded from (seed, choice index, prompt): choice i of
   a request is the same whatever n, the batch size or the batch's other prompts.
 - Stop strings end a choice; its text is cut before the first of them. Only new tokens are decoded,
@@ -28,6 +34,7 @@ How answers are made, so that they are comparable and reproducible:
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import inspect
@@ -41,20 +48,10 @@ from typing import Any, Iterator, Sequence
 from ..contract import ChatRequest, GenerationConfig, ModelContext, ModelOutput, StreamingChatModel
 from ..errors import HarnessError
 from .images import load_image, resolve_image
-from .weights import adapter_folder, local_model_identity, model_files, resolve_model, sampling_overrides
+from .weights import LocalWeightsModel, as_bool, first_line, open_weights, parse_dtype, sampling_overrides
 
-_DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16", "half": "float16"}
 _INSTALL = "pip install '.[hf]'"
-
-
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+_ALWAYS_ON = "default"  # peft's name for the adapter= one
 
 
 def _import_backend():
@@ -62,7 +59,7 @@ def _import_backend():
         import torch
         import transformers
     except ImportError as exc:
-        raise HarnessError(f"the hf adapter needs torch and transformers ({_first_line(exc)}); install them with {_INSTALL}.") from None
+        raise HarnessError(f"the hf adapter needs torch and transformers ({first_line(exc)}); install them with {_INSTALL}.") from None
     return torch, transformers
 
 
@@ -80,17 +77,18 @@ class _Prompt:
     images: list[Path]
     length: int  # for sorting: tokens (text models) or characters (vision-language models)
     generation: GenerationConfig  # the request's, with the model-arg overrides applied
+    adapter: str | None = None  # the named adapter that answers (ChatRequest.adapter)
     seeds: list[int] = field(default_factory=list)  # one per sampled choice
 
 
-class HFModel(StreamingChatModel):
+class HFModel(LocalWeightsModel, StreamingChatModel):
     """transformers `generate` in this process (text and vision-language chat models)."""
 
     name = "hf"
     batch_size = 8
 
     def __init__(self, context: ModelContext | None = None, model: str | None = None, gguf_file: str | None = None,
-                 dtype: str = "auto", device: str = "auto", batch_size: Any = 8, adapter: str | None = None,
+                 dtype: str = "auto", device: str = "auto", batch_size: Any = 8, adapter: str | None = None, adapters: Any = None,
                  trust_remote_code: Any = False, threads: Any = None, temperature: Any = None, top_p: Any = None, max_tokens: Any = None,
                  seed: Any = None, stop: Any = None):
         self.data_dir = context.data_dir if context is not None else None
@@ -101,17 +99,13 @@ class HFModel(StreamingChatModel):
             self.batch_size = 0
         if self.batch_size < 1:
             raise HarnessError(f"hf: batch_size must be a positive number of prompts, got {batch_size!r}.")
-        if str(dtype).lower() not in _DTYPES:
-            raise HarnessError(f"hf: dtype '{dtype}' is not one of auto, float32, bfloat16, float16.")
-        self.dtype_arg = _DTYPES[str(dtype).lower()]
-        self.trust_remote_code = _as_bool(trust_remote_code)
-        self.model_id = str(model) if model is not None else ""
-        self.folder, found_gguf = resolve_model(self.model_id, "hf")
-        if gguf_file and found_gguf and gguf_file != found_gguf:
-            raise HarnessError(f"hf: model is the GGUF file '{found_gguf}' but gguf_file is '{gguf_file}'; give one of them.")
-        self.gguf_file = gguf_file or found_gguf
-        self.adapter = adapter_folder(adapter, "hf") if adapter else None
-        self.weight_files = model_files(self.folder, self.gguf_file)  # fails early on a missing GGUF file
+        self.dtype_arg = parse_dtype(dtype, "hf")
+        self.trust_remote_code = as_bool(trust_remote_code)
+        self.weights = open_weights("hf", model, gguf_file=gguf_file, adapter=adapter, adapters=adapters)
+        self.model_id, self.folder, self.gguf_file = self.weights.model_id, self.weights.folder, self.weights.gguf_file
+        self.adapter, self.named_adapters, self.weight_files = self.weights.adapter, self.weights.adapters, self.weights.files
+        if self.adapter is not None and _ALWAYS_ON in self.named_adapters:
+            raise HarnessError(f"hf: '{_ALWAYS_ON}' is the name of the adapter= one; give the named adapter another name.")
         self._identity: dict[str, Any] | None = None
 
         self.torch, transformers = _import_backend()
@@ -150,7 +144,7 @@ class HFModel(StreamingChatModel):
         try:
             config = transformers.AutoConfig.from_pretrained(str(self.folder), **kw)
         except Exception as exc:
-            raise HarnessError(f"hf: cannot read the model configuration of {where} ({_first_line(exc)}); pass a transformers model folder or a GGUF file.") from None
+            raise HarnessError(f"hf: cannot read the model configuration of {where} ({first_line(exc)}); pass a transformers model folder or a GGUF file.") from None
         self.vision = getattr(config, "vision_config", None) is not None
         if self.vision:
             self.processor = self._vision_processor(transformers, config, kw)
@@ -160,7 +154,7 @@ class HFModel(StreamingChatModel):
             try:
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.folder), **kw)
             except Exception as exc:
-                raise HarnessError(f"hf: cannot load the tokenizer of {where} ({_first_line(exc)}).") from None
+                raise HarnessError(f"hf: cannot load the tokenizer of {where} ({first_line(exc)}).") from None
             self.processor = None
             template_owner = self.tokenizer
         if not getattr(template_owner, "chat_template", None):
@@ -179,7 +173,7 @@ class HFModel(StreamingChatModel):
             # the config read above is handed on: parsing a GGUF file's metadata takes seconds each time
             model = auto.from_pretrained(str(self.folder), config=config, dtype=dtype, **kw)
         except Exception as exc:
-            raise HarnessError(f"hf: cannot load the model weights of {where} ({_first_line(exc)}).") from None
+            raise HarnessError(f"hf: cannot load the model weights of {where} ({first_line(exc)}).") from None
 
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
@@ -191,17 +185,29 @@ class HFModel(StreamingChatModel):
         model.generation_config = transformers.GenerationConfig(
             bos_token_id=model.generation_config.bos_token_id, eos_token_id=self.eos_ids or None, pad_token_id=self.pad_id)
 
-        if self.adapter is not None:
-            try:
-                from peft import PeftModel
-            except ImportError as exc:
-                raise HarnessError(f"hf: adapter= needs peft ({_first_line(exc)}); install it with {_INSTALL}.") from None
-            try:
-                model = PeftModel.from_pretrained(model, str(self.adapter), is_trainable=False)
-            except Exception as exc:
-                raise HarnessError(f"hf: cannot load the LoRA adapter {self.adapter} onto {where} ({_first_line(exc)}); was it trained on this base model?") from None
+        if self.adapter is not None or self.named_adapters:
+            model = self._load_adapters(model, where)
         self.model = model.to(self.device).eval()
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def _load_adapters(self, model, where: Path):
+        """The base model wrapped by peft: the adapter= one as peft's "default", then each named one."""
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise HarnessError(f"hf: {'adapter=' if self.adapter is not None else 'adapters='} needs peft ({first_line(exc)}); install it with {_INSTALL}.") from None
+        folders = ([(_ALWAYS_ON, self.adapter)] if self.adapter is not None else []) + list(self.named_adapters.items())
+        for name, folder in folders:
+            try:
+                if isinstance(model, PeftModel):
+                    model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+                else:
+                    model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=False)
+            except Exception as exc:
+                raise HarnessError(f"hf: cannot load the LoRA adapter {folder} onto {where} ({first_line(exc)}); was it trained on this base model?") from None
+        if self.named_adapters:
+            model.set_adapter(_ALWAYS_ON if self.adapter is not None else next(iter(self.named_adapters)))
+        return model
 
     def _vision_processor(self, transformers, config, kw: dict[str, Any]):
         """AutoProcessor where it loads (it needs torchvision for the video processor of many VL models);
@@ -213,7 +219,7 @@ class HFModel(StreamingChatModel):
             if getattr(processor, "image_processor", None) is not None and getattr(processor, "tokenizer", None) is not None:
                 return processor
         except Exception as exc:
-            reason = _first_line(exc)
+            reason = first_line(exc)
         try:
             from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
@@ -227,26 +233,19 @@ class HFModel(StreamingChatModel):
                                                         chat_template=_read_chat_template(self.folder) or tokenizer.chat_template)
         except Exception as exc:
             raise HarnessError(f"hf: cannot build the image processor of {folder}: AutoProcessor failed ({reason}) and so did "
-                               f"the PIL fallback ({_first_line(exc)}); install torchvision matching your torch, or use another model.") from None
+                               f"the PIL fallback ({first_line(exc)}); install torchvision matching your torch, or use another model.") from None
         return processor
 
-    # ------------------------------------------------------------------ identity
-
-    def cache_identity(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = local_model_identity(self.model_id, self.weight_files, self.dtype, self.gguf_file, self.adapter, self.overrides)
-        return self._identity
-
-    # ------------------------------------------------------------------ generation
+    # ------------------------------------------------------------------ generation (cache_identity, adapters: LocalWeightsModel)
 
 
     def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
-        """Prompts with the same settings are batched, longest first, so that little padding is needed."""
+        """Prompts with the same adapter and settings are batched, longest first, so that little padding is needed."""
         groups: dict[tuple, list[_Prompt]] = defaultdict(list)
         for position, request in enumerate(requests):
             prompt = self._prepare(position, request)
             g = prompt.generation
-            groups[(g.temperature, g.top_p, g.max_tokens, g.n, g.stop)].append(prompt)
+            groups[(prompt.adapter, g.temperature, g.top_p, g.max_tokens, g.n, g.stop)].append(prompt)
         for prompts in groups.values():
             prompts.sort(key=lambda p: (-p.length, p.position))
             for start in range(0, len(prompts), self.batch_size):
@@ -255,6 +254,9 @@ class HFModel(StreamingChatModel):
                     yield prompt.position, output
 
     def _prepare(self, position: int, request: ChatRequest) -> _Prompt:
+        if request.adapter is not None and request.adapter not in self.named_adapters:
+            have = ", ".join(self.named_adapters) or "none (load them with adapters=name:folder;...)"
+            raise HarnessError(f"hf: a request asks for the adapter '{request.adapter}' but this model has {have}.")
         generation = request.generation.model_copy(update=self.overrides) if self.overrides else request.generation
         conversation, images = [], []
         for message in request.messages:
@@ -271,13 +273,13 @@ class HFModel(StreamingChatModel):
         try:
             text = self.template_owner.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         except Exception as exc:
-            raise HarnessError(f"hf: the chat template of {self.model_id} rejects this conversation ({_first_line(exc)}); "
+            raise HarnessError(f"hf: the chat template of {self.model_id} rejects this conversation ({first_line(exc)}); "
                                f"check the roles and their order the template allows.") from None
         if self.vision:
             length = len(text) + 1000 * len(images)
         else:
             length = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        prompt = _Prompt(position, text, images, length, generation)
+        prompt = _Prompt(position, text, images, length, generation, adapter=request.adapter)
         if generation.temperature > 0:
             prompt.seeds = [_choice_seed(generation.seed, index, text, images) for index in range(generation.n)]
         return prompt
@@ -310,7 +312,7 @@ class HFModel(StreamingChatModel):
         config.max_new_tokens = settings.max_tokens
         config.eos_token_id = self.eos_ids or None
         config.pad_token_id = self.pad_id
-        with torch.inference_mode():
+        with torch.inference_mode(), self._adapter(batch[0].adapter):
             output = self.model.generate(**encoded, generation_config=config, logits_processor=LogitsProcessorList(processors),
                                          stopping_criteria=StoppingCriteriaList([stopper]))
         generated = output[:, prompt_length:].cpu()
@@ -330,6 +332,16 @@ class HFModel(StreamingChatModel):
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             results.append(ModelOutput(choices=choices, usage=usage))
         return results
+
+    def _adapter(self, name: str | None):
+        """The context a batch is generated in: its named adapter active, or (None) the base model - the
+        adapter= one where given. A model without named adapters is left as loaded."""
+        if not self.named_adapters:
+            return contextlib.nullcontext()
+        if name is None and self.adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(_ALWAYS_ON if name is None else name)
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         model = getattr(self, "model", None)

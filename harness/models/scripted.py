@@ -16,10 +16,7 @@ from typing import Any, Sequence
 
 from ..contract import ChatModel, ChatRequest, ModelContext, ModelOutput
 from ..errors import HarnessError
-
-
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+from .weights import as_bool
 
 
 class ScriptedModel(ChatModel):
@@ -30,7 +27,7 @@ class ScriptedModel(ChatModel):
 
     def __init__(self, context: ModelContext | None = None, outputs: str | list[str] | None = None, echo: Any = False, default: str | None = None, delay: Any = 0.0):
         self.script = self._read_script(outputs) if isinstance(outputs, str) else list(outputs or [])
-        self.echo = _as_bool(echo)
+        self.echo = as_bool(echo)
         self.default = default
         self.delay = float(delay)
         self.position = 0

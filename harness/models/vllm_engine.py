@@ -10,7 +10,12 @@
                  max_model_len=            context length (default: the model's)
                  gpu_memory_utilization=0.9
                  enforce_eager=false
-                 adapter=PATH              a LoRA adapter folder (enable_lora + LoRARequest)
+                 adapter=PATH              a LoRA adapter folder (enable_lora + LoRARequest), on for every request
+                 adapters=a:PATH;b:PATH    named LoRA adapters (or a JSON object {"a": PATH, ...}); a request
+                                           chooses one with ChatRequest.adapter, one without is answered by
+                                           the base model (or by adapter= where given)
+                 max_lora_rank=            the engine's LoRA rank (default: the smallest that holds every adapter)
+                 max_loras=                adapters on the GPU at once (default: all of them)
                  max_images=               images per prompt the engine accepts (limit_mm_per_prompt)
                  trust_remote_code=false
                  batch_size=               requests per engine call (default: all of them at once; vLLM
@@ -21,7 +26,10 @@ The requests are turned into vLLM's input by pure functions (`build_conversation
 `build_request`), tested without vLLM. Messages become OpenAI-style chat messages: plain string content,
 or content parts (each image as a base64 data URL, then the text if any) when a message carries images; the
 engine applies the model's chat template. Temperature 0 is greedy: one choice is generated and repeated
-n times (as the hf adapter does). Stop strings are cut from the text by vLLM.
+n times (as the hf adapter does). Stop strings are cut from the text by vLLM. Requests naming an adapter
+get its LoRARequest (ids 1, 2 ... in name order); `LLM.chat` takes one LoRARequest per call, so the
+requests of a call are sent in one `chat` per adapter. A model folder holding train.json is a trained
+checkpoint, loaded as the hf adapter does.
 """
 from __future__ import annotations
 
@@ -35,21 +43,11 @@ from typing import Any, Sequence
 from ..contract import ChatModel, ChatRequest, GenerationConfig, ModelContext, ModelOutput
 from ..errors import HarnessError
 from .images import data_url, resolve_image
-from .weights import adapter_folder, local_model_identity, model_files, resolve_model, sampling_overrides
+from .weights import LocalWeightsModel, as_bool, first_line, open_weights, parse_dtype, sampling_overrides
 
-_DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16", "half": "float16"}
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 _INSTALL = "install it with pip install '.[vllm]' on a GPU machine"
-
-
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+_ALWAYS_ON = "adapter"  # the LoRARequest name of the adapter= one
 
 
 # ---------------------------------------------------------------------- pure request building
@@ -98,7 +96,7 @@ def lora_rank(adapter: Path) -> int:
         config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
         ranks = [int(config.get("r") or 8), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
     except (OSError, ValueError, TypeError) as exc:
-        raise HarnessError(f"vllm: cannot read {adapter / 'adapter_config.json'} ({_first_line(exc)}); pass a folder written by peft's save_pretrained.") from None
+        raise HarnessError(f"vllm: cannot read {adapter / 'adapter_config.json'} ({first_line(exc)}); pass a folder written by peft's save_pretrained.") from None
     rank = max(ranks)
     for allowed in _LORA_RANKS:
         if rank <= allowed:
@@ -113,32 +111,29 @@ def _import_vllm():
     try:
         import vllm
     except ImportError as exc:
-        raise HarnessError(f"vLLM is not installed here ({_first_line(exc)}); {_INSTALL} (it needs a CUDA GPU).") from None
+        raise HarnessError(f"vLLM is not installed here ({first_line(exc)}); {_INSTALL} (it needs a CUDA GPU).") from None
     return vllm
 
 
-class VLLMModel(ChatModel):
-    """vLLM's offline `LLM` engine: all requests of a call go to `LLM.chat` at once."""
+class VLLMModel(LocalWeightsModel, ChatModel):
+    """vLLM's offline `LLM` engine: all requests of a call go to `LLM.chat` at once (one call per adapter)."""
 
     name = "vllm"
 
     def __init__(self, context: ModelContext | None = None, model: str | None = None, tensor_parallel_size: Any = 1,
                  data_parallel_size: Any = 1, dtype: str = "auto", max_model_len: Any = None, gpu_memory_utilization: Any = 0.9,
-                 enforce_eager: Any = False, adapter: str | None = None, max_images: Any = None, trust_remote_code: Any = False,
-                 batch_size: Any = None, temperature: Any = None, top_p: Any = None, max_tokens: Any = None, seed: Any = None,
-                 stop: Any = None):
+                 enforce_eager: Any = False, adapter: str | None = None, adapters: Any = None, max_lora_rank: Any = None,
+                 max_loras: Any = None, max_images: Any = None, trust_remote_code: Any = False, batch_size: Any = None,
+                 temperature: Any = None, top_p: Any = None, max_tokens: Any = None, seed: Any = None, stop: Any = None):
         self.data_dir = context.data_dir if context is not None else None
         self.overrides = sampling_overrides("vllm", temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stop)
-        if str(dtype).lower() not in _DTYPES:
-            raise HarnessError(f"vllm: dtype '{dtype}' is not one of auto, float32, bfloat16, float16.")
-        self.dtype_arg = _DTYPES[str(dtype).lower()]
+        self.dtype_arg = parse_dtype(dtype, "vllm")
         tp = self._positive("tensor_parallel_size", tensor_parallel_size)
         dp = self._positive("data_parallel_size", data_parallel_size)
         self.batch_size = self._positive("batch_size", batch_size) if batch_size not in (None, "", 0, "0") else 1_000_000_000
-        self.model_id = str(model) if model is not None else ""
-        self.folder, self.gguf_file = resolve_model(self.model_id, "vllm")
-        self.weight_files = model_files(self.folder, self.gguf_file)
-        self.adapter = adapter_folder(adapter, "vllm") if adapter else None
+        self.weights = open_weights("vllm", model, adapter=adapter, adapters=adapters)
+        self.model_id, self.folder, self.gguf_file = self.weights.model_id, self.weights.folder, self.weights.gguf_file
+        self.adapter, self.named_adapters, self.weight_files = self.weights.adapter, self.weights.adapters, self.weights.files
         self._identity: dict[str, Any] | None = None
 
         vllm = _import_vllm()
@@ -147,23 +142,38 @@ class VLLMModel(ChatModel):
             "tensor_parallel_size": tp,
             "dtype": self.dtype_arg,
             "gpu_memory_utilization": float(gpu_memory_utilization),
-            "trust_remote_code": _as_bool(trust_remote_code),
+            "trust_remote_code": as_bool(trust_remote_code),
         }
         if dp > 1:
             self._check_data_parallel(vllm, dp)
             engine_args["data_parallel_size"] = dp
         if max_model_len not in (None, ""):
             engine_args["max_model_len"] = self._positive("max_model_len", max_model_len)
-        if _as_bool(enforce_eager):
+        if as_bool(enforce_eager):
             engine_args["enforce_eager"] = True
         if max_images not in (None, ""):
             engine_args["limit_mm_per_prompt"] = {"image": self._positive("max_images", max_images, allow_zero=True)}
-        self.lora_request = None
-        if self.adapter is not None:
-            engine_args.update(enable_lora=True, max_loras=1, max_lora_rank=lora_rank(self.adapter))
+        self.lora_request = None  # the adapter= one: every request without a named adapter
+        self.lora_requests: dict[str, Any] = {}  # the named ones
+        folders = [*self.named_adapters.values(), *([self.adapter] if self.adapter is not None else [])]
+        if folders:
+            rank = max(lora_rank(folder) for folder in folders)
+            if max_lora_rank not in (None, ""):
+                asked = self._positive("max_lora_rank", max_lora_rank)
+                if asked not in _LORA_RANKS or asked < rank:
+                    raise HarnessError(f"vllm: max_lora_rank={asked} must be one of {', '.join(map(str, _LORA_RANKS))} and at least "
+                                       f"the adapters' rank ({rank}).")
+                rank = asked
+            slots = self._positive("max_loras", max_loras) if max_loras not in (None, "") else len(folders)
+            engine_args.update(enable_lora=True, max_loras=slots, max_lora_rank=rank)
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest("adapter", 1, str(self.adapter))
+            # ids 1, 2 ... in name order (stable whatever order the adapters were given in), then adapter=
+            self.lora_requests = {name: LoRARequest(name, i, str(folder)) for i, (name, folder) in enumerate(self.named_adapters.items(), start=1)}
+            if self.adapter is not None:
+                if _ALWAYS_ON in self.lora_requests:  # vLLM tells LoRARequests apart by name
+                    raise HarnessError(f"vllm: '{_ALWAYS_ON}' is the name of the adapter= one; give the named adapter another name.")
+                self.lora_request = LoRARequest(_ALWAYS_ON, len(self.lora_requests) + 1, str(self.adapter))
         self.engine_args = engine_args
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the engine reads the local folder only
         try:
@@ -171,8 +181,8 @@ class VLLMModel(ChatModel):
         except Exception as exc:
             if dp > 1 and "data_parallel" in str(exc):
                 raise HarnessError(f"vllm: this vLLM ({getattr(vllm, '__version__', '?')}) refuses data_parallel_size={dp} in one process "
-                                   f"({_first_line(exc)}); use tensor_parallel_size, or start one harness run per GPU group.") from exc
-            raise HarnessError(f"vllm: the engine did not start for {self.model_id} ({_first_line(exc)}).") from exc
+                                   f"({first_line(exc)}); use tensor_parallel_size, or start one harness run per GPU group.") from exc
+            raise HarnessError(f"vllm: the engine did not start for {self.model_id} ({first_line(exc)}).") from exc
         self.SamplingParams = vllm.SamplingParams
         resolved = getattr(getattr(getattr(self.llm, "llm_engine", None), "model_config", None), "dtype", None)
         self.dtype = str(resolved).removeprefix("torch.") if resolved is not None else self.dtype_arg
@@ -195,28 +205,28 @@ class VLLMModel(ChatModel):
             raise HarnessError(f"vllm: this vLLM ({getattr(vllm, '__version__', '?')}) has no data_parallel_size (asked for {dp}); "
                                f"upgrade vLLM, use tensor_parallel_size, or start one harness run per GPU.")
 
-    def cache_identity(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = local_model_identity(self.model_id, self.weight_files, self.dtype, self.gguf_file, self.adapter, self.overrides)
-        return self._identity
+    def lora_request_of(self, request: ChatRequest) -> Any:
+        """The LoRARequest that answers `request`: its named adapter's, else the adapter= one (or None)."""
+        if request.adapter is None:
+            return self.lora_request
+        if request.adapter not in self.lora_requests:
+            have = ", ".join(self.lora_requests) or "none (load them with adapters=name:folder;...)"
+            raise HarnessError(f"vllm: a request asks for the adapter '{request.adapter}' but this model has {have}.")
+        return self.lora_requests[request.adapter]
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
         if not requests:
             return []
+        loras = [self.lora_request_of(r) for r in requests]
         built = [build_request(r, self.data_dir, self.overrides) for r in requests]
-        conversations = [conversation for conversation, _ in built]
-        params = [self.SamplingParams(**kwargs) for _, kwargs in built]
-        same = all(kwargs == built[0][1] for _, kwargs in built)
-        call: dict[str, Any] = {"sampling_params": params[0] if same else params, "use_tqdm": False}
-        if self.lora_request is not None:
-            call["lora_request"] = self.lora_request
-        try:
-            results = self.llm.chat(conversations, **call)
-        except Exception as exc:
-            hint = "; pass max_images=N for prompts with more images" if "image" in str(exc).lower() else ""
-            raise HarnessError(f"vllm: generation failed ({_first_line(exc)}){hint}.") from exc
-        if len(results) != len(requests):
-            raise HarnessError(f"vllm: the engine answered {len(results)} of {len(requests)} requests.")
+        # one engine call per LoRARequest (LLM.chat takes one); a single call where all share it, as before
+        groups: dict[int, list[int]] = {}
+        for position, lora in enumerate(loras):
+            groups.setdefault(lora.lora_int_id if lora is not None else 0, []).append(position)
+        results: list[Any] = [None] * len(requests)
+        for positions in groups.values():
+            for position, result in zip(positions, self._chat([built[i] for i in positions], loras[positions[0]])):
+                results[position] = result
         outputs = []
         for request, (_, kwargs), result in zip(requests, built, results):
             completions = sorted(result.outputs, key=lambda c: getattr(c, "index", 0))
@@ -229,6 +239,23 @@ class VLLMModel(ChatModel):
             outputs.append(ModelOutput(choices=choices, usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                                                "total_tokens": prompt_tokens + completion_tokens}))
         return outputs
+
+    def _chat(self, built: list[tuple[list[dict[str, Any]], dict[str, Any]]], lora_request: Any) -> list[Any]:
+        """One `LLM.chat` call: the conversations, their SamplingParams (one shared where all are alike), the LoRA."""
+        conversations = [conversation for conversation, _ in built]
+        params = [self.SamplingParams(**kwargs) for _, kwargs in built]
+        same = all(kwargs == built[0][1] for _, kwargs in built)
+        call: dict[str, Any] = {"sampling_params": params[0] if same else params, "use_tqdm": False}
+        if lora_request is not None:
+            call["lora_request"] = lora_request
+        try:
+            results = self.llm.chat(conversations, **call)
+        except Exception as exc:
+            hint = "; pass max_images=N for prompts with more images" if "image" in str(exc).lower() else ""
+            raise HarnessError(f"vllm: generation failed ({first_line(exc)}){hint}.") from exc
+        if len(results) != len(built):
+            raise HarnessError(f"vllm: the engine answered {len(results)} of {len(built)} requests.")
+        return results
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -4,23 +4,54 @@ Nothing here downloads: a hub id is looked up in the local Hugging Face cache on
 sha256 of the files that decide a model's answers (weights, config, tokenizer, chat template), so the
 response cache never confuses two checkpoints saved under the same path. Hashing many gigabytes takes a
 while, so each file's digest is remembered beside the response cache, keyed by its path, size and
-modification time.
+modification time (harness.hashing has the hash itself and the in-process memo).
+
+`open_weights` is what both back-ends call: it resolves the model arg (a folder holding train.json is a
+trained checkpoint: its base model plus its LoRA weights, or full weights), the always-on `adapter` and
+the named `adapters` a request may choose, and `LocalWeights.identity` fingerprints all of them. The
+model-arg parsers both share (`as_bool`, `parse_dtype`, `sampling_overrides`) live here too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import paths
 from ..errors import HarnessError
+from ..hashing import sha256_of
+from ..training import TRAIN_RECORD, read_record
 
 # What decides the answers in a model or adapter folder. Documentation, images, training state
 # (optimizer.pt, rng_state.pth) and GGUF files (loaded only when named) are left out.
 _RELEVANT_SUFFIXES = {".json", ".jinja", ".safetensors", ".bin", ".model", ".txt", ".py", ".tiktoken", ".vocab"}
 _IGNORED_NAMES = ("readme", "license", "notice")
 _MEMO_NAME = "fingerprints.json"
+
+DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def as_bool(value: Any) -> bool:
+    """A model arg as a boolean: True, or "1" / "true" / "yes" / "on" in any case and spacing."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for an error message: its type and the first line of its text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def parse_dtype(dtype: Any, adapter_name: str) -> str:
+    """The dtype model arg as auto | float32 | bfloat16 | float16 (fp32, bf16, fp16 and half accepted)."""
+    key = str(dtype).lower()
+    if key not in DTYPES:
+        raise HarnessError(f"{adapter_name}: dtype '{dtype}' is not one of auto, float32, bfloat16, float16.")
+    return DTYPES[key]
 
 
 def resolve_model(model: str, adapter_name: str) -> tuple[Path, str | None]:
@@ -57,7 +88,8 @@ def model_files(folder: Path, gguf_file: str | None = None) -> list[Path]:
     files = []
     for entry in sorted(folder.iterdir()):
         name = entry.name.lower()
-        if name.startswith(".") or name.startswith(_IGNORED_NAMES) or entry.suffix.lower() not in _RELEVANT_SUFFIXES:
+        # train.json beside a checkpoint's weights is metadata whose status and times change, never the answers
+        if name.startswith(".") or name.startswith(_IGNORED_NAMES) or name == TRAIN_RECORD or entry.suffix.lower() not in _RELEVANT_SUFFIXES:
             continue
         if entry.is_file():
             files.append(entry)
@@ -77,21 +109,13 @@ def fingerprint(files: list[Path]) -> str:
         key = str(file.resolve())
         entry = memo.get(key)
         if not entry or entry.get("size") != stat.st_size or entry.get("mtime_ns") != stat.st_mtime_ns:
-            entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(file)}
+            entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(file)}
             memo[key] = entry
             changed = True
         outer.update(f"{file.name}\0{entry['sha256']}\n".encode())
     if changed:
         _write_memo(memo_path, memo)
     return outer.hexdigest()
-
-
-def file_sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_memo(path: Path) -> dict:
@@ -143,14 +167,135 @@ def sampling_overrides(adapter_name: str, **given) -> dict:
     return out
 
 
-def local_model_identity(model_id: str, weight_files, dtype: str, gguf_file: str | None, adapter, overrides) -> dict:
-    """What makes an in-process model's answers (hf, vllm): weights, adapter, numerics, sampling overrides."""
+def local_model_identity(model_id: str, weight_files, dtype: str, gguf_file: str | None, adapter, overrides,
+                         adapters: dict[str, Path] | None = None, trained: dict[str, str] | None = None) -> dict:
+    """What makes an in-process model's answers (hf, vllm): weights, adapters, numerics, sampling overrides,
+    and the training run that made a checkpoint. Keys appear only when used, so that a model loaded as
+    before keeps its identity (and its cached answers)."""
     identity: dict = {"model": model_id, "weights": fingerprint(weight_files), "dtype": dtype}
     if gguf_file:
         identity["gguf_file"] = gguf_file
     if adapter is not None:
         identity["adapter"] = str(adapter)
         identity["adapter_weights"] = fingerprint(model_files(adapter))
+    if adapters:  # by name and content (a request's adapter name is in its cache key)
+        identity["adapters"] = {name: fingerprint(model_files(folder)) for name, folder in adapters.items()}
+    if trained:
+        identity.update(trained)
     if overrides:
         identity["overrides"] = dict(overrides)
     return identity
+
+
+def named_adapters(value: Any, adapter_name: str) -> dict[str, Path]:
+    """The `adapters` model arg as {name: LoRA folder}, sorted by name. Accepted: a dict, a JSON object
+    ('{"empathy": "/ckpt/a", "safety": "/ckpt/b"}') or 'empathy:/ckpt/a;safety:/ckpt/b'."""
+    if value is None or value == "" or value == {}:
+        return {}
+    example = 'e.g. adapters=empathy:/ckpt/a;safety:/ckpt/b or adapters={"empathy": "/ckpt/a"}'
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise HarnessError(f"{adapter_name}: adapters= is not a valid JSON object; {example}.") from None
+        else:
+            pairs: dict[str, str] = {}
+            for piece in filter(None, (p.strip() for p in text.split(";"))):
+                name, sep, folder = (part.strip() for part in piece.partition(":"))
+                if not sep or not name or not folder:
+                    raise HarnessError(f"{adapter_name}: adapters= entry '{piece}' is not name:folder; {example}.")
+                if name in pairs:
+                    raise HarnessError(f"{adapter_name}: adapters= names '{name}' twice; give each adapter one name.")
+                pairs[name] = folder
+            value = pairs
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip() and isinstance(v, (str, Path)) for k, v in value.items()):
+        raise HarnessError(f"{adapter_name}: adapters= must name LoRA folders; {example}.")
+    return {name.strip(): adapter_folder(str(value[name]), adapter_name) for name in sorted(value, key=str.strip)}
+
+
+def trained_checkpoint(model: str, adapter_name: str) -> tuple[str, Path | None, dict[str, str]]:
+    """A model arg naming a folder with train.json (written by `harness train`) is that training's result:
+    returns (the model to load, its LoRA adapter folder or None, identity facts of the training). For
+    peft weights the model is the record's base model (a relative path is read from the checkpoint folder)
+    and the folder itself is the adapter; for full weights the folder is the model. Any other model arg
+    comes back as it is, with no adapter and no facts."""
+    folder = Path(model).expanduser() if model else None
+    if folder is None or not (folder / TRAIN_RECORD).is_file():
+        return model, None, {}
+    path = folder / TRAIN_RECORD
+    record = read_record(folder)
+    if record.status != "finished":
+        why = f" ({record.error.strip().splitlines()[0]})" if record.error and record.error.strip() else ""
+        raise HarnessError(f"{path}: training did not finish; its status is '{record.status}'{why} - finish (or resume) the "
+                           f"training, or load another checkpoint.")
+    trained = {"train_id": record.train_id, "recipe": record.recipe}
+    if record.weights == "full":
+        return model, None, trained
+    base = record.base_model.get("model")
+    if not isinstance(base, str) or not base.strip():
+        raise HarnessError(f"{path}: base_model.model is missing; a peft checkpoint must name the model its adapter was trained on.")
+    beside = folder / Path(base).expanduser()
+    if not Path(base).expanduser().is_absolute() and beside.exists():
+        base = os.path.normpath(beside)
+    return base, adapter_folder(str(folder), adapter_name), trained
+
+
+@dataclass
+class LocalWeights:
+    """What an in-process back-end loads (hf, vllm), resolved and checked before anything heavy is imported."""
+
+    model_id: str  # the model arg, or a trained checkpoint's base model
+    folder: Path
+    gguf_file: str | None
+    adapter: Path | None  # always on: adapter=, or the folder of a peft checkpoint
+    adapters: dict[str, Path]  # named, chosen per request (ChatRequest.adapter); sorted by name
+    files: list[Path]  # the base weights' files
+    trained: dict[str, str]  # train_id and recipe of a checkpoint with train.json; else empty
+
+    def identity(self, dtype: str, overrides: dict) -> dict:
+        return local_model_identity(self.model_id, self.files, dtype, self.gguf_file, self.adapter, overrides, self.adapters, self.trained)
+
+
+class LocalWeightsModel:
+    """Mixed into the in-process back-ends (before ChatModel): the cache identity and the named adapters of
+    `self.weights` (from `open_weights`), with the back-end's resolved `dtype` and sampling `overrides`."""
+
+    weights: LocalWeights
+    dtype: str
+    overrides: dict
+    _identity: dict | None = None
+
+    def cache_identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = self.weights.identity(self.dtype, self.overrides)
+        return self._identity
+
+    def adapters(self) -> tuple[str, ...]:
+        return tuple(self.weights.adapters)
+
+
+def open_weights(adapter_name: str, model: Any, gguf_file: str | None = None, adapter: str | None = None, adapters: Any = None) -> LocalWeights:
+    """The model arg (folder, .gguf file, hub id in the local cache, or trained checkpoint with train.json),
+    `adapter` and `adapters` of an in-process back-end, as local files; one-line errors."""
+    given = str(model) if model is not None else ""
+    model_id, trained_adapter, trained = trained_checkpoint(given, adapter_name)
+    if trained_adapter is not None and adapter:
+        raise HarnessError(f"{adapter_name}: {given} is a trained LoRA adapter (train.json) that brings its base model; "
+                           f"drop adapter=, or give model= the base model and adapter= the folder.")
+    try:
+        folder, found_gguf = resolve_model(model_id, adapter_name)
+    except HarnessError:
+        if trained_adapter is None:
+            raise
+        raise HarnessError(f"{adapter_name}: the base model '{model_id}' named in {Path(given) / TRAIN_RECORD} is neither a folder "
+                           f"(relative paths are read from the checkpoint folder) nor a model in the local Hugging Face cache; "
+                           f"copy it to this machine or correct base_model.model.") from None
+    if gguf_file and found_gguf and gguf_file != found_gguf:
+        raise HarnessError(f"{adapter_name}: model is the GGUF file '{found_gguf}' but gguf_file is '{gguf_file}'; give one of them.")
+    gguf_file = gguf_file or found_gguf
+    always_on = trained_adapter or (adapter_folder(adapter, adapter_name) if adapter else None)
+    named = named_adapters(adapters, adapter_name)
+    files = model_files(folder, gguf_file)  # fails early on a missing GGUF file
+    return LocalWeights(model_id, folder, gguf_file, always_on, named, files, trained)
