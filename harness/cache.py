@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -50,37 +51,97 @@ def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, i
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+BUSY_SECONDS = 5.0  # how long a cache locked by another process is waited for
+
+
 class ResponseCache:
+    """Every failure of the file (damaged, not a database, locked, a folder, an entry that is not JSON) is
+    one HarnessError naming it and what to do: a damaged cache is never believed, nor silently skipped."""
+
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
-        self._db.commit()
+        self._db: sqlite3.Connection | None = None
+        if path.is_dir():
+            raise HarnessError(f"{path}: the response cache is a folder, not a file; pass --cache FILE (e.g. {path / 'responses.sqlite'}) or --no-cache.")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if isinstance(exc, (NotADirectoryError, FileExistsError)):
+                why += ": a file stands where a folder should be"
+            raise HarnessError(f"{path}: cannot make the response cache's folder {path.parent} ({why}); "
+                               "pass another --cache FILE or --no-cache.") from None
+        try:
+            with self._guard("open"):
+                self._db = sqlite3.connect(str(path), timeout=BUSY_SECONDS, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+                self._db.commit()
+        except HarnessError:
+            self.close()
+            raise
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as one line naming the file (raised outside the except block: no chained traceback)."""
+        problem = None
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                problem = (f"{self.path}: the response cache is locked by another process (waited {BUSY_SECONDS:g} s to {doing} it); "
+                           "wait for that process to finish, or pass another --cache FILE or --no-cache.")
+            else:
+                problem = (f"{self.path}: cannot {doing} the response cache ({text}); check the file and its folder, "
+                           "or pass another --cache FILE or --no-cache.")
+        except sqlite3.DatabaseError as exc:  # not a database, truncated, malformed
+            problem = (f"{self.path}: the response cache is damaged ({exc}); delete the file (its answers are asked again), "
+                       "or pass another --cache FILE or --no-cache.")
+        if problem is not None:
+            raise HarnessError(problem)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
+        with self._lock, self._guard("read"):
             row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str) or not isinstance(value.get("usage", {}), dict):
+            raise HarnessError(f"{self.path}: the response cache holds an entry that is not a stored answer (key {key[:12]}...); "
+                               "the file was damaged or written by another program - delete it (its answers are asked again), "
+                               "or pass another --cache FILE or --no-cache.")
+        return value
 
     def put_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         now = time.time()
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items],
-            )
-            self._db.commit()
+        with self._lock, self._guard("write"):
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                    [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items],
+                )
+                self._db.commit()
+            except sqlite3.Error:
+                try:
+                    self._db.rollback()
+                except sqlite3.Error:
+                    pass
+                raise
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._guard("read"):
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 class CachedModel(StreamingChatModel):

@@ -19,7 +19,9 @@ from .options import model_spec, names, parse_kv  # noqa: F401  (plugins' comman
 
 
 class _Group(click.Group):
-    """User errors become one line on stderr and exit status 2, never a traceback."""
+    """User errors become one line on stderr and exit status 2, never a traceback; so does any other
+    exception (an internal error, to be reported), unless $ESC_HARNESS_DEBUG=1. Ctrl-C exits with 130,
+    naming the run folder to resume."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -28,8 +30,46 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted; finished samples are saved - continue with `harness run --resume RUN_DIR`.", err=True)
+            from .lifecycle import RunFolder, working_folder
+
+            folder = working_folder()  # the folder Ctrl-C left (still running, to be resumed)
+            if isinstance(folder, RunFolder):
+                click.echo(f"interrupted; finished samples are saved - continue with `harness run --resume {folder.path}`.", err=True)
+            else:
+                click.echo(f"interrupted; {folder.path} is left unfinished." if folder is not None else "interrupted.", err=True)
             sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own (usage errors, --help, an exit asked for): click reports them
+        except Exception as exc:
+            if os.environ.get("ESC_HARNESS_DEBUG", "") not in ("", "0"):  # =1: the traceback, for a bug report
+                raise
+            from .lifecycle import error_line
+
+            click.echo(f"error: internal error ({error_line(exc)}); please report it with the command you ran "
+                       "(ESC_HARNESS_DEBUG=1 shows the traceback).", err=True)
+            sys.exit(2)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """Usage errors (an unknown option, a bad value) are one line too, with where to read more."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `harness` or a group alone: its help, as click shows it
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "harness"
+            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted.", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
 
     # sub-commands of tasks and tools come from the esc_harness.commands entry points, imported lazily
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -55,6 +95,10 @@ def metric_table(summary) -> str:
             rows.append((name, f"--{note}"))
         else:
             rows[shown] = (name, rows[shown][1] + note)
+    if summary.format_errors:
+        rows.append(("format errors", f"{summary.format_errors} of {summary.n} outputs did not follow the requested format (still scored)"))
+    if summary.empty_outputs:
+        rows.append(("empty outputs", f"{summary.empty_outputs} of {summary.n} outputs were empty (scored as \"\")"))
     return _table(rows)
 
 
@@ -81,7 +125,7 @@ def main() -> None:
 @options.output_dir(Path("results/runs"), "Folder the run folder is made in")
 @options.data_dir
 @options.cache
-@options.resamples(deprecated=("--bootstrap",))
+@options.resamples(None, "Bootstrap resamples for the 95% intervals (0: none) [default: 1000; on --resume, the run's]", deprecated=("--bootstrap",))
 @click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted (or failed) run folder.")
 @options.roles
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Dialogue tasks: dialogues played at once.")

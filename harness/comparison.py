@@ -9,14 +9,14 @@ from .errors import HarnessError
 
 
 def compare_runs(run_a: Path, run_b: Path, metric_names: list[str] | None = None, resamples: int = 1000, seed: int = 0) -> dict:
-    header_a, header_b = store.read_header(run_a), store.read_header(run_b)
+    (header_a, list_a), (header_b, list_b) = store.read_run(run_a), store.read_run(run_b)
     for field in ("task", "split"):
         if getattr(header_a, field) != getattr(header_b, field):
             raise HarnessError(f"the runs differ in {field} ('{getattr(header_a, field)}' vs '{getattr(header_b, field)}'); compare runs of the same task and split.")
     if header_a.task_args != header_b.task_args:
         raise HarnessError(f"the runs used different task options ({header_a.task_args} vs {header_b.task_args}); their samples are not the same prompts.")
-    records_a = {r.id: r for r in store.read_records(run_a)}
-    records_b = {r.id: r for r in store.read_records(run_b)}
+    records_a = {r.id: r for r in list_a}
+    records_b = {r.id: r for r in list_b}
     shared = sorted(set(records_a) & set(records_b), key=lambda i: records_a[i].index)
     if not shared:
         raise HarnessError(f"{run_a} and {run_b} share no sample; compare runs over the same samples.")

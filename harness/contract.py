@@ -255,6 +255,8 @@ class Metric(ABC):
     higher_is_better: bool = True
     decimals: int = 2
     order: int = 1000
+    # the range the value can take (e.g. (0, 100)); intervals are clipped into it
+    bounds: tuple[float, float] | None = None
     # the model-graded scorer whose values (in each record's outcome) this metric reads; the run asks it
     # with the model of its role before scoring
     grader: "Grader | None" = None
@@ -345,6 +347,19 @@ class RunHeader(BaseModel):
     roles: dict[str, RoleRecord] = {}  # dialogue tasks: seeker, judge ... (the model under test is `model`)
     prompt_version: str | None = None  # dialogue tasks: version of the roles' prompts
     source: str | None = None  # outputs not made by `model` here: a re-judged run or published transcripts
+    resamples: int | None = None  # bootstrap resamples of the summary's intervals (kept on resume)
+    # sha256 over (task, split, the sample ids in split order): every reader checks the records against it
+    samples_digest: str | None = None
+    writers: list["Writer"] = []  # every process that wrote into the folder: the first run, then each resume
+
+
+class Writer(BaseModel):
+    """One process that wrote into a run folder (the run, or a resume), and what it brought."""
+
+    started_at: str
+    git_revision: str | None = None
+    packages: dict[str, str] = {}
+    changed: dict[str, dict[str, Any]] = {}  # role -> arguments given anew that do not change answers (a new base URL), redacted
 
 
 class SampleRecord(BaseModel):
@@ -378,6 +393,7 @@ class Summary(BaseModel):
     intervals: dict[str, tuple[float, float]] = {}  # percentile bootstrap interval per metric
     bootstrap: dict[str, Any] = {}  # {"resamples": ..., "seed": ..., "confidence": ...}
     format_errors: int = 0  # samples whose output did not follow the requested format (still scored)
+    empty_outputs: int = 0  # samples whose model output was empty or whitespace only (scored as "")
     usage: dict[str, int] = {}  # token usage summed over samples
     missing: dict[str, int] = {}  # per metric: samples left out for want of a value (unparseable judge scores)
 

@@ -46,6 +46,30 @@ def resolve(dataset: Dataset, task_name: str, root: Path, allow_modified: bool |
     return folder, hashes
 
 
+def read_text(path: str | Path, advice: str, newlines: bool = True) -> str:
+    """A UTF-8 text file's content, or one DataError naming the file, the line and the byte offset where it
+    stops being UTF-8 (a file saved as UTF-16 or Latin-1), then `advice` (what to do, e.g. re-fetch it).
+
+    Newlines are translated as text mode does (\r\n and \r become \n); `newlines=False` keeps them as
+    they are, for csv (read it with `io.StringIO(text, newline="")`, as `open(..., newline="")` would).
+    A missing file raises FileNotFoundError as `open` does (callers say what a missing file means); any
+    other failure to read is a DataError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}); {advice}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        looks = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}){looks}; {advice}.") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if newlines else text
+
+
 def fetch(dataset: Dataset, root: Path, force: bool = False) -> list[Path]:
     """Download each file from its source URL, check its sha256, then move it into place atomically."""
     folder = root / dataset.folder

@@ -105,13 +105,13 @@ def play(task: DialogueTask, clients: dict[str, RoleClient], metrics: Sequence[M
                 return
             try:
                 record = _play_one(task, clients, metrics, graders, index, sample)
+                with write_lock:
+                    writer.write([record])  # a full disk fails the run like a model error, in one line
+                    bar.update(1)
             except BaseException as exc:
                 errors.append(exc)
                 failed.set()
                 return
-            with write_lock:
-                writer.write([record])
-                bar.update(1)
 
     # daemon threads: Ctrl-C leaves at once; what is finished is written, the rest is in the cache
     threads = [threading.Thread(target=worker, name=f"dialogue-{i}", daemon=True) for i in range(max(1, min(concurrency, len(todo))))]

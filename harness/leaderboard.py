@@ -6,18 +6,21 @@ run of each label / task / split is kept.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from . import store
+from . import lifecycle, store
 from .contract import RunHeader, Summary
 from .errors import HarnessError
 
 
 def model_label(model: str, model_args: dict) -> str:
-    shown = {k: v for k, v in sorted(model_args.items()) if v != "<redacted>"}
+    """`model(k=v, ...)` of the recorded arguments, redacted again (a run.json of an older version may hold a
+    URL's password, and its redacted names differ); a secret (REDACTED) is left out."""
+    shown = {k: v for k, v in sorted(lifecycle.redact(model_args).items()) if v != lifecycle.REDACTED}
     return model + (f"({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else "")
 
 
@@ -37,13 +40,24 @@ class RunEntry:
 
 
 def collect_runs(runs_root: Path, keep_all: bool = False) -> list[RunEntry]:
-    """Finished runs under `runs_root` (those with a summary.json), ordered by task, split, label, start."""
+    """Finished runs under `runs_root`, ordered by task, split, label, start. A finished folder that cannot
+    be shown (no summary.json, an unreadable file, records that contradict run.json) is left out with one
+    warning line on stderr naming it: one bad folder never stops the leaderboard."""
     entries = []
     for run_dir in store.find_runs(runs_root):
-        header = store.read_header(run_dir)
-        if header.status != "finished" or not (run_dir / store.SUMMARY).exists():
+        try:
+            header = store.read_header(run_dir)
+            if header.status != "finished":
+                continue
+            if not (run_dir / store.SUMMARY).exists():
+                print(f"warning: {run_dir} left out: finished but has no {store.SUMMARY}; write it with `harness score {run_dir}`.", file=sys.stderr)
+                continue
+            header, _ = store.read_run(run_dir)  # refuses records that contradict the header
+            summary = store.read_summary(run_dir)
+        except HarnessError as exc:
+            print(f"warning: {run_dir} left out: {exc}", file=sys.stderr)
             continue
-        entries.append(RunEntry(run_dir, header, store.read_summary(run_dir), run_label(header)))
+        entries.append(RunEntry(run_dir, header, summary, run_label(header)))
     if not entries:
         raise HarnessError(f"{runs_root}: no finished runs; make one with `harness run --task TASK --model MODEL` (see `harness list tasks`, `harness list models`).")
     entries.sort(key=lambda e: (e.header.task, e.header.split, e.label, e.header.started_at))

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Generic, Iterator, Sequence, TypeVar
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -29,7 +30,6 @@ from .cache import CachedModel, ResponseCache
 from .contract import ChatModel, ModelContext, SampleRecord, Summary
 from .errors import HarnessError
 
-_SECRET = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 REDACTED = "<redacted>"
 _RECORDED_PACKAGES = ("esc-harness", "nltk", "numpy", "pandas", "scikit-learn", "pydantic", "torch", "transformers", "peft", "trl",
                       "accelerate", "vllm", "openai", "xllamacpp", "bert-score")
@@ -44,12 +44,129 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# Secrets are decided by a closed list of argument NAMES (compared lower-cased, '-' and '_' dropped: API-Key,
+# api_key and apiKey are one name) and by VALUES that look like keys, never by a substring of the name
+# (max_tokens is no secret). URLs keep scheme and host: their user:password@ and their secret-named query
+# parameters become REDACTED. `redact` (what is recorded or printed), `secrets_of` (what an error line
+# blanks) and `is_redacted` (what --resume asks for again) are the one place that decides.
+def _norm_name(name: Any) -> str:
+    return str(name).lower().replace("-", "").replace("_", "")
+
+
+_SECRET_NAMES = frozenset(_norm_name(n) for n in (
+    "api_key", "apikey", "key", "secret", "secret_key", "client_secret", "password", "passwd", "pwd", "token",
+    "access_token", "auth_token", "bearer_token", "hf_token", "huggingface_token", "authorization", "auth",
+    "api_token", "openai_api_key", "anthropic_api_key", "azure_api_key", "x_api_key", "api_secret",
+    "private_key", "refresh_token", "session_token", "id_token", "github_token", "proxy_authorization"))
+_KEY_LIKE = re.compile(  # anywhere in a value or an error line
+    r"(?<![A-Za-z0-9_-])(?:sk-[A-Za-z0-9_-]{16,}"  # OpenAI-style (sk-..., sk-proj-...)
+    r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    r"|(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}"  # GitHub
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)")  # a JWT
+_BEARER = re.compile(r"(?i:\bbearer)\s+[A-Za-z0-9._~+/=-]{8,}")  # an Authorization header's value (a whole value, or in an error line)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>])+")
+
+
+def is_secret_name(name: Any) -> bool:
+    return _norm_name(name) in _SECRET_NAMES
+
+
+def _split_url(url: str) -> tuple[str, str, str, str, str] | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return (parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment) if parts.scheme and parts.netloc else None
+
+
+def _params(text: str, found: list[str] | None) -> str:
+    """`a=1&api_key=K` with the values of secret-named parameters REDACTED (K noted in `found`)."""
+    out = []
+    for item in text.split("&"):
+        name, eq, value = item.partition("=")
+        if eq and is_secret_name(unquote_plus(name)) and value != REDACTED:
+            if found is not None and value:
+                found += [value, unquote_plus(value)]
+            value = REDACTED
+        out.append(f"{name}{eq}{value}")
+    return "&".join(out)
+
+
+def _redact_url(url: str, found: list[str] | None = None) -> str:
+    parts = _split_url(url)
+    if parts is None:
+        return url
+    scheme, netloc, path, query, fragment = parts
+    userinfo, at, host = netloc.rpartition("@")
+    if at and userinfo != REDACTED:
+        user, colon, password = userinfo.partition(":")
+        if found is not None:  # a password is secret; a user alone is a token (https://TOKEN@host)
+            found += [p for p in ((password, unquote(password)) if colon else (user, unquote(user))) if p]
+        netloc = f"{REDACTED}@{host}"
+    return urlunsplit((scheme, netloc, path, _params(query, found) if query else "", _params(fragment, found) if "=" in fragment else fragment))
+
+
+def _redact_text(text: str, found: list[str] | None = None) -> str:
+    """Every URL in `text` without its credentials."""
+    return _URL.sub(lambda m: _redact_url(m.group(0), found), text) if "://" in text else text
+
+
+def _redact_value(value: Any, found: list[str] | None = None) -> Any:
+    if isinstance(value, str):
+        keys = _KEY_LIKE.findall(value) + ([value.strip()] if _BEARER.fullmatch(value.strip()) else [])
+        if keys:
+            if found is not None:
+                found += [value, *keys]
+            return REDACTED
+        return _redact_text(value, found)
+    if isinstance(value, dict):
+        return {k: _redact_item(k, v, found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v, found) for v in value)
+    return value
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _leaves(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _leaves(v)]
+    return [] if value is None or is_redacted(value) or str(value) == "" else [str(value)]
+
+
+def _redact_item(name: Any, value: Any, found: list[str] | None) -> Any:
+    if is_secret_name(name):
+        if found is not None:
+            found += _leaves(value)
+        return REDACTED
+    return _redact_value(value, found)
+
+
 def redact(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if _SECRET.search(k) else v) for k, v in args.items()}
+    """The arguments as they may be recorded or printed: secret-named ones (at any depth, e.g. in
+    extra_body) and key-looking values REDACTED, URLs without credentials. Redacting twice changes nothing."""
+    return {k: _redact_item(k, v, None) for k, v in args.items()}
 
 
 def secrets_of(args: dict[str, Any]) -> list[str]:
-    return [str(v) for k, v in args.items() if _SECRET.search(k) and v not in (None, "", REDACTED)]
+    """Every secret value `redact` removes (the values of secret names, key-looking values, URL passwords and
+    secret query parameters), longest first, for error lines to blank."""
+    found: list[str] = []
+    for k, v in args.items():
+        _redact_item(k, v, found)
+    return sorted({s for s in found if s and not is_redacted(s)}, key=lambda s: (-len(s), s))
+
+
+def is_redacted(value: Any) -> bool:
+    """Whether a recorded value lost a secret (REDACTED, a string holding it, e.g. a URL without its
+    password, or a dict/list holding such a value): --resume must be given it again."""
+    if isinstance(value, str):
+        return REDACTED in value
+    if isinstance(value, dict):
+        return any(is_redacted(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(is_redacted(v) for v in value)
+    return False
 
 
 def git_revision() -> str | None:
@@ -76,12 +193,14 @@ def package_versions() -> dict[str, str]:
 
 def error_line(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """One line for the record: a HarnessError's own text, else the exception's type and first line;
-    any secret value that slipped into it is blanked."""
+    any secret value that slipped into it (`secrets`: what `secrets_of` gives of the run's arguments),
+    any URL's credentials and anything that looks like a key are blanked."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     if not isinstance(exc, HarnessError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    for secret in secrets:
+    text = _BEARER.sub(REDACTED, _KEY_LIKE.sub(REDACTED, _redact_text(text)))  # URLs' credentials, key-looking words
+    for secret in sorted(secrets, key=len, reverse=True):  # (longest first: a key holding another is blanked whole)
         if secret:
             text = text.replace(secret, REDACTED)
     return text
@@ -168,8 +287,22 @@ def new_folder(parent: Path, slug: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", slug)
     folder = Path(parent) / f"{stamp}-{clean}-{uuid.uuid4().hex[:6]}"
-    folder.mkdir(parents=True)
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:  # a file where a folder should be, no permission, a read-only or full disk
+        why = exc.strerror or str(exc)
+        if isinstance(exc, (NotADirectoryError, FileExistsError)):
+            why += ": a file stands where a folder should be"
+        raise HarnessError(f"--output-dir {parent}: cannot make a folder there ({why}); give --output-dir a folder you can write to.") from None
     return folder
+
+
+_WORKING: list["Folder"] = []  # folders whose `working` block runs, or was left by an interrupt (Ctrl-C)
+
+
+def working_folder() -> "Folder | None":
+    """The folder being worked on, or the one an interrupt (Ctrl-C) left: what the CLI's interrupt line names."""
+    return _WORKING[-1] if _WORKING else None
 
 
 class Folder(Generic[H]):
@@ -191,11 +324,22 @@ class Folder(Generic[H]):
         with store.locked(self.path):
             if getattr(self.header, "status", None) != "running" or getattr(self.header, "error", None):
                 self.write_header(status="running", error=None, finished_at=None)
+            _WORKING.append(self)
+            interrupted = False
             try:
                 yield self
             except Exception as exc:
-                self.write_header(status="failed", error=error_line(exc, secrets))
+                try:
+                    self.write_header(status="failed", error=error_line(exc, secrets))
+                except OSError:  # (a full disk) it stays running, to be resumed; the error to tell is the first one
+                    pass
                 raise
+            except KeyboardInterrupt:  # Ctrl-C: it stays running, and the CLI names it (`working_folder`)
+                interrupted = True
+                raise
+            finally:
+                if not interrupted:
+                    _WORKING.remove(self)
 
     def finish(self, **update: Any) -> H:
         return self.write_header(**update, status="finished", error=None, finished_at=now())

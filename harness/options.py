@@ -84,8 +84,9 @@ def cache(f: Callable) -> Callable:
     return click.option("--cache", "cache_path", type=PATH, help="Response cache file [default: $ESC_HARNESS_CACHE, else the per-user cache].")(f)
 
 
-def resamples(default: int = 1000, what: str = "Bootstrap resamples for the 95% intervals (0: none)", deprecated: tuple[str, ...] = ()) -> Callable:
-    return option("--resamples", dest="resamples", default=default, deprecated=deprecated, type=int, help=f"{what}.")
+def resamples(default: int | None = 1000, what: str = "Bootstrap resamples for the 95% intervals (0: none)", deprecated: tuple[str, ...] = ()) -> Callable:
+    """--resamples N (never negative); default None leaves the choice to the command (a resumed run keeps its own)."""
+    return option("--resamples", dest="resamples", default=default, deprecated=deprecated, type=click.IntRange(min=0), help=f"{what}.")
 
 
 def roles(f: Callable) -> Callable:

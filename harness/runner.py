@@ -12,7 +12,8 @@ from . import datafiles, dialogues, grading, paths, registry, scoring, store
 from .cache import CachedModel, ResponseCache
 from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
-from .lifecycle import (REDACTED, ModelSpec, RunFolder, close_models, git_revision, now, open_cache, open_models,
+from .contract import Writer
+from .lifecycle import (REDACTED, ModelSpec, RunFolder, close_models, git_revision, is_redacted, now, open_cache, open_models,
                         package_versions, redact, secrets_of, unique_models)
 
 SCORE_BATCH = 64  # finished samples scored and written together
@@ -35,7 +36,7 @@ class RunConfig:
     data_dir: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
-    resamples: int = 1000  # for the metrics' 95% intervals (0: none)
+    resamples: int | None = None  # for the metrics' 95% intervals (0: none); None: 1000, or the recorded number on resume
     # the model of each role besides the model under test (a dialogue's seeker, a grader's judge); a role
     # not given is played by the model under test
     roles: dict[str, ModelSpec] = field(default_factory=dict)
@@ -85,14 +86,24 @@ def _contradicting(recorded: dict[str, Any], given: dict[str, Any]) -> str | Non
     absent = object()
     for key, value in given.items():
         was = recorded.get(key, absent)
-        if was != REDACTED and was != value:
+        if not is_redacted(was) and was != value:
             return key
     return None
 
 
-def resume_config(header: RunHeader, given: RunConfig) -> RunConfig:
-    """The recorded configuration. An option given again must say what the run recorded (else one line
-    refuses it); secrets, never stored, must come again from the command line or the environment."""
+IDENTITY_FREE = ("base_url",)  # identity fields that may change on resume: where the same model is served
+
+
+def resume_config(header: RunHeader, given: RunConfig) -> tuple[RunConfig, dict[str, dict[str, Any]]]:
+    """The recorded configuration, and the model arguments given anew. An option given again must say what
+    the run recorded (else one line refuses it); a model argument may change only where the model's answers
+    do not (a key, the server's address: `check_identities` compares the reopened models); secrets, never
+    stored, must come again from the command line or the environment."""
+    from . import contract
+
+    if header.schema_version != contract.SCHEMA_VERSION:
+        raise HarnessError(f"--resume: run.json has schema version {header.schema_version}, this harness writes {contract.SCHEMA_VERSION}; "
+                           f"resume it with the harness version that started it, or start a new run.")
     for name, option in (("task", "--task"), ("model", "--model"), ("split", "--split")):
         value = getattr(given, name)
         if value and value != getattr(header, name):
@@ -103,38 +114,65 @@ def resume_config(header: RunHeader, given: RunConfig) -> RunConfig:
         raise _refuse("--limit", header.limit, given.limit)
     if given.metrics is not None and list(given.metrics) != list(header.metrics):
         raise _refuse("--metrics", ",".join(header.metrics), ",".join(given.metrics))
+    recorded_resamples = header.resamples if header.resamples is not None else 1000
+    if given.resamples is not None and given.resamples != recorded_resamples:
+        raise _refuse("--resamples", recorded_resamples, given.resamples)
     key = _contradicting(header.task_args, given.task_args)
     if key is not None:
         raise _refuse(f"--task-args {key}=", header.task_args.get(key), given.task_args[key])
-    key = _contradicting(header.model_args, given.model_args)
-    if key is not None:
-        raise _refuse(f"--model-args {key}=", header.model_args.get(key), given.model_args[key])
     config = RunConfig(task=header.task, model=header.model, split=header.split, task_args=dict(header.task_args),
                        model_args=dict(header.model_args), seed=header.seed, limit=header.limit, metrics=list(header.metrics),
                        roles={name: ModelSpec(r.model, dict(r.model_args)) for name, r in header.roles.items()},
                        output_dir=given.output_dir, data_dir=given.data_dir, cache_path=given.cache_path, use_cache=given.use_cache,
-                       resamples=given.resamples, concurrency=given.concurrency)
-    _fill_secrets(config.model_args, given.model_args)
+                       resamples=recorded_resamples, concurrency=given.concurrency)
+    changed: dict[str, dict[str, Any]] = {}  # role -> arguments given anew
+    _take(config.model_args, given.model_args, "model", changed)
     for name, role in config.roles.items():
         given_role = given.roles.get(name)
         if given_role is not None:
             if given_role.model != role.model:
                 raise HarnessError(f"--resume: the run's {name} is '{role.model}', not '{given_role.model}'; drop --role {name}=... or start a new run.")
-            key = _contradicting(role.model_args, given_role.model_args)
-            if key is not None:
-                raise _refuse(f"--role-args {name}:{key}=", role.model_args.get(key), given_role.model_args[key])
-            _fill_secrets(role.model_args, given_role.model_args)
-        elif role.model == config.model:  # a role played by the model under test takes its secrets too
+            _take(role.model_args, given_role.model_args, name, changed)
+        elif role.model == config.model and role.model_args == header.model_args:  # played by the model under test: as it is now
+            config.roles[name] = ModelSpec(role.model, dict(config.model_args))
+        elif role.model == config.model:  # the same adapter with other arguments takes its secrets
             _fill_secrets(role.model_args, given.model_args)
-    missing = [k for k, v in config.model_args.items() if v == REDACTED]
-    missing += [f"{k} (--role-args {name}=...)" for name, role in config.roles.items() for k, v in role.model_args.items() if v == REDACTED]
+    missing = [k for k, v in config.model_args.items() if is_redacted(v)]
+    missing += [f"{k} (--role-args {name}=...)" for name, role in config.roles.items() for k, v in role.model_args.items() if is_redacted(v)]
     if missing:
         raise HarnessError(f"--resume: pass the secret model argument(s) {', '.join(missing)} again with --model-args (they are never stored).")
-    return config
+    return config, changed
+
+
+def _take(recorded: dict[str, Any], given: dict[str, Any], role: str, changed: dict[str, dict[str, Any]]) -> None:
+    """Arguments given on resume replace the recorded ones; those that differ (not secrets coming back)
+    are noted for the folder's writers list, redacted."""
+    for key, value in given.items():
+        was = recorded.get(key)
+        if not is_redacted(was) and was != value:
+            changed.setdefault(role, {})[key] = value
+        recorded[key] = value
+
+
+def check_identities(header: RunHeader, models: dict[str, CachedModel], changed: dict[str, dict[str, Any]]) -> None:
+    """A resumed run's models must answer as the recorded ones did: same identity, except where the same
+    model is served from (IDENTITY_FREE)."""
+    recorded = {"model": header.model_identity, **{name: r.model_identity for name, r in header.roles.items()}}
+    strip = lambda d: {k: v for k, v in d.items() if k not in IDENTITY_FREE}
+    for role, identity in recorded.items():
+        if role not in models or not identity:
+            continue
+        now_is, was = strip(redact(models[role].cache_identity())), strip(identity)  # recorded identities are redacted
+        if now_is != was:
+            fields = sorted(k for k in set(now_is) | set(was) if now_is.get(k) != was.get(k))
+            option = "--model-args" if role == "model" else f"--role-args {role}="
+            given = ",".join(f"{k}={v}" for k, v in redact(changed.get(role, {})).items())
+            raise HarnessError(f"--resume: {option} {given or '(the model itself)'} changes what the {role} answers "
+                               f"({', '.join(fields)} differ from the recorded run); drop it or start a new run.")
 
 
 def _fill_secrets(recorded: dict[str, Any], given: dict[str, Any]) -> None:
-    recorded.update({k: v for k, v in given.items() if recorded.get(k) == REDACTED})
+    recorded.update({k: v for k, v in given.items() if is_redacted(recorded.get(k))})
 
 
 # --------------------------------------------------------------------------- roles
@@ -168,9 +206,13 @@ def _all_secrets(roles: dict[str, ModelSpec]) -> list[str]:
 
 def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
     folder = RunFolder.open(resume) if resume is not None else None
+    changed: dict[str, dict[str, Any]] = {}
     if folder is not None:
-        config = resume_config(folder.header, config)
+        config, changed = resume_config(folder.header, config)
     seed = config.seed if config.seed is not None else 0
+    resamples = config.resamples if config.resamples is not None else 1000
+    if resamples < 0:
+        raise HarnessError(f"--resamples must be 0 (no intervals) or a positive number, got {resamples}.")
     task = load_task(config.task, config.task_args, seed)
     names = config.metrics or task.default_metrics
     roles = role_specs(task, grading.graders_of([registry.metrics.get(n) for n in names]), config)  # before any warning
@@ -185,16 +227,27 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     # before any folder is made: bad model args leave nothing behind
     models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
     try:
+        if folder is not None:
+            check_identities(folder.header, models, changed)  # before anything is written
+            expected = store.samples_digest(config.task, config.split, [s.id for s in samples])
+            if folder.header.samples_digest not in (None, expected):
+                raise HarnessError(f"{folder.path}/run.json: the run's samples are not those of {config.task}/{config.split} here "
+                                   f"(edited, or another run's folder); restore it or start a new run.")
+            folder.write_header(writers=[*folder.header.writers, Writer(started_at=now(), git_revision=git_revision(),
+                                                                         packages=package_versions(),
+                                                                         changed={role: redact(args) for role, args in changed.items()})])
         if folder is None:
             header = RunHeader(
                 run_id="", task=config.task, task_args=config.task_args, model=config.model,
-                model_args=redact(config.model_args), model_identity=models["model"].cache_identity(), split=config.split,
+                model_args=redact(config.model_args), model_identity=redact(models["model"].cache_identity()), split=config.split,
                 seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, git_revision=git_revision(),
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
-                roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=models[name].cache_identity())
+                roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=redact(models[name].cache_identity()))
                        for name, role in roles.items() if name != "model"},
-                prompt_version=dialogue_task.prompt_version if dialogue_task else None,
+                prompt_version=dialogue_task.prompt_version if dialogue_task else None, resamples=resamples,
+                samples_digest=store.samples_digest(config.task, config.split, [s.id for s in samples]),
             )
+            header.writers = [Writer(started_at=header.started_at, git_revision=header.git_revision, packages=header.packages)]
             folder = RunFolder.create(config.output_dir, f"{config.task}-{config.model}-{config.split}", header)
         if dialogue_task and not config.use_cache:
             calls = ResponseCache(folder.path / CALLS_CACHE)
@@ -220,7 +273,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             records = folder.records()
             if len(records) != len(samples):
                 raise HarnessError(f"{folder.path}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {folder.path}`.")
-            summary = scoring.summarize(metrics, records, resamples=config.resamples, seed=seed)
+            summary = scoring.summarize(metrics, records, resamples=resamples, seed=seed)
             folder.finish_with(summary)
     finally:
         close_models(models)
@@ -291,7 +344,7 @@ def score(run_dir: Path, metric_names: list[str] | None = None, resamples: int =
     names = metric_names or header.metrics
     metrics = scoring.load_metrics(names)
     with store.locked(run_dir):
-        records = folder.records()
+        header, records = store.read_run(run_dir)  # refuses records that contradict run.json
         if len(records) != header.n_samples:
             raise HarnessError(f"{run_dir}: {len(records)} of {header.n_samples} samples are done; finish it with `harness run --resume {run_dir}` first.")
         reparsed = []
@@ -323,6 +376,8 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
     model and split; its records keep their outputs and dialogues, with new grades and this run's usage."""
     from tqdm import tqdm
 
+    if not records:
+        raise HarnessError(f"{source_note}: there is nothing to grade (no records); give a run folder or file that holds dialogues.")
     metrics = scoring.load_metrics(list(metric_names))
     graders = grading.graders_of(metrics)
     if not graders:
@@ -338,12 +393,14 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
         registry.models.get(spec.model)
     models = open_models(dict(roles), open_cache(cache_path, use_cache))
     try:
-        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=models[name].cache_identity())
+        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()))
                                        for name, spec in roles.items()}}
         header = source.model_copy(update={
             "run_id": "", "metrics": [m.name for m in metrics], "roles": recorded, "source": source_note,
             "git_revision": git_revision(), "packages": package_versions(), "started_at": now(), "finished_at": None,
-            "status": "running", "error": None, "n_samples": len(records)})
+            "status": "running", "error": None, "n_samples": len(records), "resamples": resamples,
+            "samples_digest": store.samples_digest(source.task, source.split, [r.id for r in sorted(records, key=lambda r: r.index)])})
+        header.writers = [Writer(started_at=header.started_at, git_revision=header.git_revision, packages=header.packages)]
         folder = RunFolder.create(output_dir, f"{source.task}-{source.model}-{source.split}", header)
         answers = {name: m.generate for name, m in models.items()}
         show = sys.stderr.isatty() if progress is None else progress

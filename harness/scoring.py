@@ -57,6 +57,8 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
               resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> Summary:
     """Per-sample metrics: the mean of the stored scores. Corpus metrics: computed over all records.
     Every metric gets a percentile bootstrap interval (resampling samples) unless resamples is 0."""
+    if resamples < 0:
+        raise HarnessError(f"resamples must be 0 (no intervals) or a positive number, got {resamples}.")
     ordered = sorted(records, key=lambda r: r.index)
     values: dict[str, float] = {}
     missing: dict[str, int] = {}
@@ -86,7 +88,8 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
     return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics},
                    intervals=bounds, bootstrap={"resamples": resamples, "seed": seed, "confidence": uncertainty.CONFIDENCE,
                               "method": {m.name: uncertainty.interval_method(m) for m in metrics}} if bounds else {},
-                   format_errors=sum(not r.format_ok for r in ordered), usage=usage, missing=missing)
+                   format_errors=sum(not r.format_ok for r in ordered), empty_outputs=sum(not (r.output or "").strip() for r in ordered),
+                   usage=usage, missing=missing)
 
 
 def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord], resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> tuple[list[SampleRecord], Summary]:

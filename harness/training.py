@@ -52,6 +52,8 @@ def start(recipe: str, output_dir: Path, config: dict[str, Any], base_model: dic
 def run_source(run_dir: Path, **detail: Any) -> DataSource:
     """A finished run folder as training data: its run id, task, model and split."""
     header = store.read_header(Path(run_dir))
+    if header.status == "finished":
+        header, _ = store.read_run(Path(run_dir))  # its records must be the samples it names
     if header.status != "finished":
         raise HarnessError(f"{run_dir}: the run is {header.status}; train only on finished runs (finish it with `harness run --resume {run_dir}`).")
     return DataSource(kind="run", name=header.run_id, detail={"task": header.task, "model": header.model, "split": header.split,

@@ -13,6 +13,17 @@ back to recomputing on the explicitly resampled corpus (correct, slower).
 - Comparison: paired interval of B - A on the shared samples (the same draws for both runs) and a
   two-sided paired approximate-randomisation test (each sample's two responses swapped at random; the
   corpora keep their size, so it is valid for Dist-n too).
+- Range: an interval never leaves the values the metric can take (`Metric.bounds`, e.g. 0-100 for BLEU,
+  ROUGE-L, METEOR, F1 and Dist-n): it is clipped into them, and a difference into +-(high - low).
+
+Limits. The normal interval of the jackknife assumes the half-sample values spread roughly normally
+around the estimate. Dist-n is a ratio of corpus counts, not a mean: when one response holds much of the
+corpus's n-grams (one very long answer among short ones), the half-samples fall into two groups - with
+it and without it - and the normal interval is symmetric and very wide (it reached [-97.75, 98.10]).
+Clipping keeps such an interval inside the metric's range, but does not make it accurate: an interval
+clipped at a bound says the corpus is too small or too uneven for the value to be pinned down, not that
+the value lies anywhere in particular. Percentile intervals lie among their resamples' values, which
+are in range, so clipping leaves them as they are.
 """
 from __future__ import annotations
 
@@ -67,6 +78,22 @@ def weighted_values(metric: Metric, pairs: Sequence[ScoredPair], weights: np.nda
     return out
 
 
+def clip(interval: tuple[float, float], bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """`interval` inside `bounds` (None: as it is); a missing value (NaN) stays missing."""
+    if bounds is None:
+        return interval
+    low, high = bounds
+    return tuple(float(min(max(v, low), high)) if not np.isnan(v) else float(v) for v in interval)  # type: ignore[return-value]
+
+
+def _difference_bounds(metric: Metric) -> tuple[float, float] | None:
+    """The range of B - A for a metric whose values lie in `bounds`."""
+    if metric.bounds is None:
+        return None
+    width = metric.bounds[1] - metric.bounds[0]
+    return -width, width
+
+
 def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1 - confidence) / 2 * 100
     # a resample may have no value at all (every judge score of a dimension missing): it is left out
@@ -87,6 +114,7 @@ def intervals(metrics: Sequence[Metric], pairs: Sequence[ScoredPair], per_sample
             out[m.name] = _normal_interval(center, weighted_values(m, pairs, half, per_sample.get(m.name)), confidence)
         else:
             out[m.name] = _percentile_interval(weighted_values(m, pairs, boot, per_sample.get(m.name)), confidence)
+        out[m.name] = clip(out[m.name], m.bounds)  # never outside the values the metric can take
     return out
 
 
@@ -130,5 +158,6 @@ def compare(metrics: Sequence[Metric], pairs_a: Sequence[ScoredPair], pairs_b: S
         observed = value_b - value_a
         p_value = (np.sum(np.abs(permuted) >= abs(observed) - 1e-12) + 1) / (resamples + 1)
         interval = _normal_interval(observed, differences, confidence) if metric.size_dependent else _percentile_interval(differences, confidence)
+        interval = clip(interval, _difference_bounds(metric))
         rows.append(Comparison(metric.name, value_a, value_b, observed, interval, float(p_value)))
     return rows

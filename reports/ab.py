@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from harness import grading, lifecycle, store, uncertainty
-from harness.contract import ChatRequest, GenerationConfig, Grader, Message, SampleRecord
+from harness.contract import ChatRequest, GenerationConfig, Grader, Message, RunHeader, SampleRecord
 from harness.errors import HarnessError
 
 from . import agreement
@@ -371,21 +371,21 @@ class ExportResult:
     key: ABKey
 
 
-def _run_ref(run_dir: Path) -> RunRef:
-    header = store.read_header(run_dir)
-    return RunRef(run_id=header.run_id, path=str(run_dir.resolve()), model=header.model, model_args=header.model_args,
+def _run_ref(run_dir: Path, header: RunHeader | None = None) -> RunRef:
+    header = header or store.read_header(run_dir)
+    return RunRef(run_id=header.run_id, path=str(run_dir.resolve()), model=header.model, model_args=lifecycle.redact(header.model_args),
                   task=header.task, task_args=header.task_args, split=header.split)
 
 
 def shared_records(run_a: Path, run_b: Path) -> tuple[RunRef, RunRef, list[tuple[SampleRecord, SampleRecord]]]:
     """Both runs' records of the samples they share, in run A's order; refuses runs of other data."""
-    ref_a, ref_b = _run_ref(run_a), _run_ref(run_b)
+    (header_a, records_a), (header_b, list_b) = store.read_run(run_a), store.read_run(run_b)  # refuses records that contradict run.json
+    ref_a, ref_b = _run_ref(run_a, header_a), _run_ref(run_b, header_b)
     for name in ("task", "split"):
         if getattr(ref_a, name) != getattr(ref_b, name):
             raise HarnessError(f"the runs differ in {name} ('{getattr(ref_a, name)}' in {run_a} vs '{getattr(ref_b, name)}' in {run_b}); "
                                "rate runs of the same task and split.")
-    records_a = store.read_records(run_a)
-    records_b = {r.id: r for r in store.read_records(run_b)}
+    records_b = {r.id: r for r in list_b}
     pairs = [(r, records_b[r.id]) for r in records_a if r.id in records_b]
     if not pairs:
         raise HarnessError(f"{run_a} and {run_b} share no sample; rate runs over the same samples.")
@@ -889,7 +889,7 @@ def judge(sheet_path: Path, key_path: Path, spec: lifecycle.ModelSpec, out: Path
     model = models["judge"]
     try:
         graded = grading.grade(grader, rows, model.generate)
-        identity = model.cache_identity()
+        identity = lifecycle.redact(model.cache_identity())
     finally:
         lifecycle.close_models(models)
     answers, verdicts = _verdicts(rows, graded)

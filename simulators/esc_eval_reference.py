@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from harness.contract import DialogueTurn
+from harness.datafiles import read_text
 from harness.errors import DataError, HarnessError
 
 from .esc_eval_judge import CODE_TO_PAPER, normalize_language
@@ -44,11 +45,9 @@ def _folder(data_dir: str | Path) -> Path:
 
 def _read_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "re-fetch it from haidequanbu/ESC-Eval")
     except FileNotFoundError:
         raise DataError(f"{path}: missing ESC-Eval file; point --data-dir / $ESC_HARNESS_DATA at a folder holding {FOLDER}/ (haidequanbu/ESC-Eval).") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as UTF-8 text ({exc}); re-fetch it from haidequanbu/ESC-Eval.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

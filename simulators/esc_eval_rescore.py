@@ -21,10 +21,9 @@ from .esc_eval_reference import read_transcripts
 
 
 def _from_run(run_dir: Path) -> tuple[RunHeader, list[SampleRecord]]:
-    header = store.read_header(run_dir)
+    header, records = store.read_run(run_dir)  # refuses records that contradict run.json
     if header.task != ESCEvalTask.name or header.status != "finished":
         raise HarnessError(f"{run_dir}: not a finished esc-eval run (task {header.task}, {header.status}); rescore finished esc-eval runs or published transcript files.")
-    records = store.read_records(run_dir)
     missing = [r.id for r in records if not r.dialogue]
     if missing:
         raise HarnessError(f"{run_dir}/{store.SAMPLES}: sample '{missing[0]}' has no dialogue; the run folder is damaged.")
@@ -59,6 +58,8 @@ def rescore(source: Path, judge: ModelSpec, output_dir: Path, cache_path: Path |
         header, records = _from_published(source)
     else:
         raise HarnessError(f"{source}: no such run folder or transcript file.")
+    if not records:  # before any folder is made: a run of no dialogue would look finished
+        raise HarnessError(f"{source}: holds no dialogue to re-judge; give a published transcript file or a run folder with dialogues.")
     note = f"re-judged from {source.resolve().name}" + (f" (run {header.run_id})" if header.run_id else "")
     header = header.model_copy(update={"prompt_version": ESCEvalTask.prompt_version})
     return regrade(header, records, list(ESCEvalTask.default_metrics), {"judge": judge}, output_dir, note,

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from harness.contract import (Ask, ChatRequest, DataFile, Dataset, DialogueResult, DialogueTask, DialogueTurn,
                               GenerationConfig, Message, Sample)
+from harness.datafiles import read_text
 from harness.errors import HarnessError
 
 _REPO = "https://raw.githubusercontent.com/Tencent/digitalhuman/6dcfa78b6556e7398a82809e383bd60a67fe19eb/SAGE/profile"
@@ -170,7 +171,7 @@ class SageTask(DialogueTask):
         path = data_dir / PROFILE_FILE
         samples = []
         # split on "\n" only: str.splitlines would break inside texts holding Unicode line separators
-        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        for number, line in enumerate(read_text(path, "restore the file (`harness data fetch sage`)").split("\n"), start=1):
             if not line.strip():
                 continue
             try:

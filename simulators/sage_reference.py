@@ -90,6 +90,11 @@ def read_results(path: str | Path) -> list[PublishedResult]:
     Lines are split on "\\n" only: `str.splitlines` also breaks on U+2028, U+0085 and friends, which
     occur inside the dialogue texts, and would tear records apart.
     """
+    return [result for _, result in _numbered_results(path)]
+
+
+def _numbered_results(path: str | Path) -> list[tuple[int, PublishedResult]]:
+    """(line number, scenario) of every result line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -97,7 +102,7 @@ def read_results(path: str | Path) -> list[PublishedResult]:
         raise DataError(f"{path}: no such file; give a SAGE *_result.jsonl file (e.g. $ESC_HARNESS_DATA/sage/reference/).") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({exc}); give a SAGE *_result.jsonl file.") from None
-    results = [_parse_line(path, number, line) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
+    results = [(number, _parse_line(path, number, line)) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
     if not results:
         raise DataError(f"{path}: holds no result lines; give a SAGE *_result.jsonl file.")
     return results
@@ -182,7 +187,15 @@ def rescore(results: list[PublishedResult]) -> RescoreResult:
 
 
 def rescore_file(path: str | Path) -> RescoreResult:
-    return rescore(read_results(path))
+    """The leaderboard numbers of one file; a scenario id on two lines is refused (it would count twice)."""
+    numbered = _numbered_results(path)
+    seen: dict[str, int] = {}  # id -> line number
+    for number, result in numbered:
+        if result.id in seen:
+            raise DataError(f"{path}:{seen[result.id]} and :{number} hold scenario '{result.id}' twice; "
+                            "remove the duplicate line or re-fetch the file.")
+        seen[result.id] = number
+    return rescore([result for _, result in numbered])
 
 
 # --------------------------------------------------------------------------- harness record shape

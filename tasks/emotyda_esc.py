@@ -85,6 +85,7 @@ Task options (`--task-args`): ``source=iemocap5|iemocap|iemocap1..iemocap4|meld|
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ from harness.contract import (
     Sample,
     Turn,
 )
+from harness.datafiles import read_text
 from harness.errors import DataError, HarnessError
 
 from . import merge_turns
@@ -210,7 +212,7 @@ _IEMOCAP_TURN = re.compile(r"(Ses0([1-5])[FM]_[A-Za-z0-9_]+?)_([FM])(XX)?(\d+)")
 def _rows(path: Path, columns: tuple[str, ...]) -> Iterable[tuple[int, dict[str, str]]]:
     """(first line of the row, {column: cell}) per CSV row; blank lines skipped, a malformed row reported."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with io.StringIO(read_text(path, _REFETCH, newlines=False), newline="") as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             missing = [c for c in columns if c not in header]
@@ -224,8 +226,6 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterable[tuple[int, dict[str,
                 if len(cells) != len(header):
                     raise DataError(f"{path}:{start}: {len(cells)} cells, expected {len(header)} ({', '.join(header)}); {_REFETCH}.")
                 yield start, dict(zip(header, cells))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; {_REFETCH}.") from None
     except csv.Error as exc:
         raise DataError(f"{path}: unreadable CSV ({exc}); {_REFETCH}.") from None
 

@@ -45,6 +45,7 @@ from harness.contract import (
     Sample,
     Turn,
 )
+from harness.datafiles import read_text
 from harness.errors import DataError, HarnessError
 
 from . import merge_turns
@@ -108,11 +109,9 @@ _REFETCH = "re-fetch it with `harness data fetch esconv --force`"
 def read_strategies(path: Path) -> tuple[str, ...]:
     """strategy.json: a JSON list of "[Name]" strings -> the names without brackets."""
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = json.loads(read_text(path, _REFETCH))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); {_REFETCH}.") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; {_REFETCH}.") from None
     if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.startswith("[") and s.endswith("]") for s in items):
         raise DataError(f'{path}: expected a JSON list of strategy names in brackets, e.g. ["[Question]", ...]; {_REFETCH}.')
     return tuple(s[1:-1] for s in items)
@@ -148,11 +147,7 @@ def _parse_dialogue(obj: Any, where: str, index: int, line: int, strategies: tup
 
 def read_dialogues(path: Path, strategies: tuple[str, ...]) -> list[Dialogue]:
     """One dialogue per line (blank lines skipped); a malformed line is reported as file:line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text; {_REFETCH}.") from None
+    text = read_text(path, _REFETCH)
     dialogues: list[Dialogue] = []
     for lineno, raw in enumerate(text.split("\n"), 1):  # '\n' only: texts may hold other Unicode line separators
         if not raw.strip():

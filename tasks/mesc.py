@@ -24,6 +24,7 @@ history utterance instead. Each utterance keeps its Season, Episode, StartTime a
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +36,7 @@ from harness.contract import (
     Sample,
     Turn,
 )
+from harness.datafiles import read_text
 from harness.errors import DataError, HarnessError
 
 from . import merge_turns
@@ -98,8 +100,15 @@ def _canonical_strategy(raw: str) -> str:
 
 def read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
     """MESC.csv as {Dialogue_ID: utterances in order}; a malformed row is reported with its line."""
+    try:
+        return _read_dialogues(csv_path)
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise DataError(f"{csv_path}: unreadable CSV ({exc}); re-fetch it with `harness data fetch mesc --force`.") from None
+
+
+def _read_dialogues(csv_path: Path) -> dict[int, list[Utterance]]:
     dialogues: dict[int, list[Utterance]] = {}
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_text(csv_path, "re-fetch it with `harness data fetch mesc --force`", newlines=False), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         missing = [c for c in _COLUMNS if c not in header]
@@ -143,7 +152,7 @@ def split_assignment(dialogues: dict[int, list[Utterance]], folder: Path) -> dic
     for split in ("val", "test"):
         path = folder / f"{split}.json"
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
+            items = json.loads(read_text(path, "re-fetch it with `harness data fetch mesc --force`"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); re-fetch with `harness data fetch mesc --force`.") from None
         if not isinstance(items, list):

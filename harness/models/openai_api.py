@@ -49,6 +49,8 @@ NO_KEY = "no-key"  # what a loopback server without auth is sent
 MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited this long
 MAX_BACKOFF = 60.0
 _RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
+_NOT_AN_API = ("check that base_url is an OpenAI-compatible endpoint (it usually ends in /v1) and that nothing between "
+               "(a proxy, a login page) rewrites its answers")
 
 
 class _Secret:
@@ -352,6 +354,9 @@ class OpenAIModel(StreamingChatModel):
                 failure = _Attempt(f"connection error ({type(cause).__name__ if cause else 'unknown'})")
             except openai.OpenAIError as exc:  # e.g. an answer that is not a chat completion
                 fatal = HarnessError(f"openai: {self.base_url}: {type(exc).__name__}: {self._scrub(str(exc))}")
+            except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (a proxy's page, a cut answer)
+                fatal = HarnessError(f"openai: {self.base_url} answered with a body that is not JSON ({exc.msg} at character {exc.pos}); "
+                                     f"{_NOT_AN_API}.")
             # raised here, outside the except blocks, so that no error chains back to the client's request (and its headers)
             if fatal is not None:
                 raise fatal
@@ -419,7 +424,8 @@ class OpenAIModel(StreamingChatModel):
             completions = list(await asyncio.gather(*(self._call(self._body(request, 1, seeded(i)), rt) for i in range(n))))
         else:
             first = await self._call(self._body(request, n, seed), rt)
-            got = len(first.choices or [])
+            choices = getattr(first, "choices", None)
+            got = len(choices) if isinstance(choices, list) else 0  # (not a completion: reported below)
             completions = [first]
             if got < n:  # the server ignores n (llama-cpp-python...): ask for the rest one by one
                 if self.n_supported is None and got <= 1:
@@ -430,12 +436,22 @@ class OpenAIModel(StreamingChatModel):
                 self.n_supported = True
         texts: list[str] = []
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        for completion in completions:
-            for choice in sorted(completion.choices or [], key=lambda c: c.index or 0):
-                texts.append((choice.message.content if choice.message else None) or "")
-            if completion.usage is not None:
-                usage["prompt_tokens"] += completion.usage.prompt_tokens or 0
-                usage["completion_tokens"] += completion.usage.completion_tokens or 0
+        try:
+            for completion in completions:
+                for choice in sorted(completion.choices or [], key=lambda c: c.index or 0):
+                    text = (choice.message.content if choice.message else None) or ""
+                    if not isinstance(text, str):
+                        raise TypeError(f"message content is {type(text).__name__}")
+                    texts.append(text)
+                if completion.usage is not None:
+                    usage["prompt_tokens"] += int(completion.usage.prompt_tokens or 0)
+                    usage["completion_tokens"] += int(completion.usage.completion_tokens or 0)
+        except (AttributeError, TypeError, ValueError) as exc:  # JSON, but not a chat completion (the client does not check)
+            problem = f"openai: {self.base_url} answered JSON that is not a chat completion ({self._scrub(str(exc))}); {_NOT_AN_API}."
+        else:
+            problem = None
+        if problem is not None:
+            raise HarnessError(problem)
         if len(texts) < n:
             raise HarnessError(f"openai: {self.base_url} returned {len(texts)} choices where {n} were asked; check the server.")
         return ModelOutput(choices=texts[:n], usage=usage if any(usage.values()) else {})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..contract import ChatModel, ChatRequest, ModelContext, ModelOutput
+from ..datafiles import read_text
 from ..errors import HarnessError
 from .weights import as_bool
 
@@ -29,7 +30,12 @@ class ScriptedModel(ChatModel):
         self.script = self._read_script(outputs) if isinstance(outputs, str) else list(outputs or [])
         self.echo = as_bool(echo)
         self.default = default
-        self.delay = float(delay)
+        try:
+            self.delay = float(delay)
+        except (TypeError, ValueError):
+            raise HarnessError(f"scripted: delay must be a number of seconds, e.g. delay=0.05; got '{delay}'.") from None
+        if not self.delay >= 0:  # (NaN too)
+            raise HarnessError(f"scripted: delay must be 0 or more seconds, got '{delay}'.")
         self.position = 0
         self.requests: list[ChatRequest] = []  # every request received, for assertions
 
@@ -38,11 +44,15 @@ class ScriptedModel(ChatModel):
         file = Path(path)
         if not file.is_file():
             raise HarnessError(f"scripted: outputs file '{path}' not found.")
-        text = file.read_text(encoding="utf-8")
+        text = read_text(file, "scripted outputs= takes a UTF-8 file: a JSON list of strings (.json) or one reply per line")
         if file.suffix == ".json":
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); scripted outputs=FILE.json must hold a JSON list of "
+                                   'strings, e.g. ["Hello.", "I hear you."] (or give a .txt file, one reply per line).') from None
             if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-                raise HarnessError(f"{path}: expected a JSON list of strings.")
+                raise HarnessError(f'{path}: expected a JSON list of strings (scripted outputs=FILE.json), e.g. ["Hello.", "I hear you."].')
             return data
         return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
 
