@@ -482,3 +482,12 @@ def test_the_cli_refuses_a_resume_whose_limit_contradicts_the_run(tmp_path):
     assert (run_dir / "run.json").read_text() == before
     again = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "--limit", "3", *common])
     assert again.exit_code == 0 and "3 samples" in again.stdout
+
+
+def test_a_regrade_that_fails_leaves_a_failed_folder_not_a_running_one(tmp_path):
+    source = run(judged(tmp_path))
+    with pytest.raises(RuntimeError, match="boom"):
+        regrade(store.read_header(source.run_dir), store.read_records(source.run_dir), [HELPFUL], {"judge": ModelSpec(FLAKY, {"ok": 0})},
+                tmp_path / "regraded", "note", use_cache=False, resamples=0, progress=False)
+    header = header_of(only_folder(tmp_path / "regraded"))
+    assert (header.status, header.error) == ("failed", "RuntimeError: boom None: connection reset")
