@@ -43,7 +43,7 @@ class _Group(click.Group):
         except Exception as exc:
             if os.environ.get("ESC_HARNESS_DEBUG", "") not in ("", "0"):  # =1: the traceback, for a bug report
                 raise
-            from .lifecycle import error_line
+            from .redaction import error_line
 
             click.echo(f"error: internal error ({error_line(exc)}); please report it with the command you ran "
                        "(ESC_HARNESS_DEBUG=1 shows the traceback).", err=True)

@@ -7,3 +7,9 @@ class HarnessError(Exception):
 
 class DataError(HarnessError):
     """A dataset file is missing, corrupted or malformed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for an error message: its type and the first line of its text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import lifecycle, store
+from . import redaction, store
 from .contract import RunHeader, Summary
 from .errors import HarnessError
 
@@ -20,7 +20,7 @@ from .errors import HarnessError
 def model_label(model: str, model_args: dict) -> str:
     """`model(k=v, ...)` of the recorded arguments, redacted again (a run.json of an older version may hold a
     URL's password, and its redacted names differ); a secret (REDACTED) is left out."""
-    shown = {k: v for k, v in sorted(lifecycle.redact(model_args).items()) if v != lifecycle.REDACTED}
+    shown = {k: v for k, v in sorted(redaction.redact(model_args).items()) if v != redaction.REDACTED}
     return model + (f"({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else "")
 
 

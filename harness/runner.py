@@ -12,9 +12,11 @@ from . import datafiles, dialogues, grading, paths, registry, scoring, store
 from .cache import CachedModel, ResponseCache
 from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
-from .contract import Writer
-from .lifecycle import (REDACTED, ModelSpec, RunFolder, close_models, git_revision, is_redacted, now, open_cache, open_models,
-                        package_versions, redact, secrets_of, unique_models)
+from .contract import SCHEMA_VERSION
+from .lifecycle import (ModelSpec, RunFolder, close_models, git_revision, now, open_cache, open_models, package_versions,
+                        unique_models)
+from .redaction import is_redacted, redact, secrets_of
+from .uncertainty import DEFAULT_RESAMPLES
 
 SCORE_BATCH = 64  # finished samples scored and written together
 FLUSH_SECONDS = 1.0  # ... or after this long, whichever comes first
@@ -36,7 +38,7 @@ class RunConfig:
     data_dir: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
-    resamples: int | None = None  # for the metrics' 95% intervals (0: none); None: 1000, or the recorded number on resume
+    resamples: int | None = None  # for the metrics' 95% intervals (0: none); None: DEFAULT_RESAMPLES, or the run's on resume
     # the model of each role besides the model under test (a dialogue's seeker, a grader's judge); a role
     # not given is played by the model under test
     roles: dict[str, ModelSpec] = field(default_factory=dict)
@@ -99,10 +101,8 @@ def resume_config(header: RunHeader, given: RunConfig) -> tuple[RunConfig, dict[
     the run recorded (else one line refuses it); a model argument may change only where the model's answers
     do not (a key, the server's address: `check_identities` compares the reopened models); secrets, never
     stored, must come again from the command line or the environment."""
-    from . import contract
-
-    if header.schema_version != contract.SCHEMA_VERSION:
-        raise HarnessError(f"--resume: run.json has schema version {header.schema_version}, this harness writes {contract.SCHEMA_VERSION}; "
+    if header.schema_version != SCHEMA_VERSION:
+        raise HarnessError(f"--resume: run.json has schema version {header.schema_version}, this harness writes {SCHEMA_VERSION}; "
                            f"resume it with the harness version that started it, or start a new run.")
     for name, option in (("task", "--task"), ("model", "--model"), ("split", "--split")):
         value = getattr(given, name)
@@ -114,7 +114,7 @@ def resume_config(header: RunHeader, given: RunConfig) -> tuple[RunConfig, dict[
         raise _refuse("--limit", header.limit, given.limit)
     if given.metrics is not None and list(given.metrics) != list(header.metrics):
         raise _refuse("--metrics", ",".join(header.metrics), ",".join(given.metrics))
-    recorded_resamples = header.resamples if header.resamples is not None else 1000
+    recorded_resamples = header.resamples if header.resamples is not None else DEFAULT_RESAMPLES
     if given.resamples is not None and given.resamples != recorded_resamples:
         raise _refuse("--resamples", recorded_resamples, given.resamples)
     key = _contradicting(header.task_args, given.task_args)
@@ -210,7 +210,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     if folder is not None:
         config, changed = resume_config(folder.header, config)
     seed = config.seed if config.seed is not None else 0
-    resamples = config.resamples if config.resamples is not None else 1000
+    resamples = config.resamples if config.resamples is not None else DEFAULT_RESAMPLES
     if resamples < 0:
         raise HarnessError(f"--resamples must be 0 (no intervals) or a positive number, got {resamples}.")
     task = load_task(config.task, config.task_args, seed)
@@ -226,17 +226,14 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=seed)
     # before any folder is made: bad model args leave nothing behind
     models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
+    digest = store.samples_digest(config.task, config.split, [s.id for s in samples])
     try:
         if folder is not None:
             check_identities(folder.header, models, changed)  # before anything is written
-            expected = store.samples_digest(config.task, config.split, [s.id for s in samples])
-            if folder.header.samples_digest not in (None, expected):
+            if folder.header.samples_digest not in (None, digest):
                 raise HarnessError(f"{folder.path}/run.json: the run's samples are not those of {config.task}/{config.split} here "
                                    f"(edited, or another run's folder); restore it or start a new run.")
-            folder.write_header(writers=[*folder.header.writers, Writer(started_at=now(), git_revision=git_revision(),
-                                                                         packages=package_versions(),
-                                                                         changed={role: redact(args) for role, args in changed.items()})])
-        if folder is None:
+        else:
             header = RunHeader(
                 run_id="", task=config.task, task_args=config.task_args, model=config.model,
                 model_args=redact(config.model_args), model_identity=redact(models["model"].cache_identity()), split=config.split,
@@ -244,16 +241,16 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
                 roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=redact(models[name].cache_identity()))
                        for name, role in roles.items() if name != "model"},
-                prompt_version=dialogue_task.prompt_version if dialogue_task else None, resamples=resamples,
-                samples_digest=store.samples_digest(config.task, config.split, [s.id for s in samples]),
+                prompt_version=dialogue_task.prompt_version if dialogue_task else None, resamples=resamples, samples_digest=digest,
             )
-            header.writers = [Writer(started_at=header.started_at, git_revision=header.git_revision, packages=header.packages)]
             folder = RunFolder.create(config.output_dir, f"{config.task}-{config.model}-{config.split}", header)
         if dialogue_task and not config.use_cache:
             calls = ResponseCache(folder.path / CALLS_CACHE)
             for m in unique_models(models):
                 m.cache = calls
         with folder.working(_all_secrets(roles)):
+            if resume is not None:
+                folder.add_writer({role: redact(args) for role, args in changed.items()})
             done = {r.id: r for r in folder.records(repair=True)}
             ids = {s.id for s in samples}
             stray = [i for i in done if i not in ids]
@@ -335,16 +332,14 @@ def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[s
 # --------------------------------------------------------------------------- after a run
 
 
-def score(run_dir: Path, metric_names: list[str] | None = None, resamples: int = 1000) -> Summary:
+def score(run_dir: Path, metric_names: list[str] | None = None, resamples: int = DEFAULT_RESAMPLES) -> Summary:
     """Recompute responses and metrics of a finished run from its stored outputs; no model is called
     (judged metrics read the grades stored in the records)."""
-    folder = RunFolder.open(run_dir)
-    header = folder.header
-    task = load_task(header.task, header.task_args, header.seed)
-    names = metric_names or header.metrics
-    metrics = scoring.load_metrics(names)
     with store.locked(run_dir):
         header, records = store.read_run(run_dir)  # refuses records that contradict run.json
+        task = load_task(header.task, header.task_args, header.seed)
+        names = metric_names or header.metrics
+        metrics = scoring.load_metrics(names)
         if len(records) != header.n_samples:
             raise HarnessError(f"{run_dir}: {len(records)} of {header.n_samples} samples are done; finish it with `harness run --resume {run_dir}` first.")
         reparsed = []
@@ -356,7 +351,7 @@ def score(run_dir: Path, metric_names: list[str] | None = None, resamples: int =
         store.rewrite_records(run_dir, rescored)
         store.write_json(run_dir / store.SUMMARY, summary)
         if names != header.metrics:
-            folder.write_header(metrics=list(names))
+            RunFolder(run_dir, header).write_header(metrics=list(names))
     return summary
 
 
@@ -369,7 +364,7 @@ class RegradeResult:
 
 
 def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Sequence[str], roles: dict[str, ModelSpec],
-            output_dir: Path, source_note: str, cache_path: Path | None = None, use_cache: bool = True, resamples: int = 1000,
+            output_dir: Path, source_note: str, cache_path: Path | None = None, use_cache: bool = True, resamples: int = DEFAULT_RESAMPLES,
             batch: int = 64, progress: bool | None = None) -> RegradeResult:
     """Grade stored records again with the graders of `metric_names`, each asked with the model of its
     role, into a new run folder (the source is never changed). The new run inherits the source's task,
@@ -389,8 +384,6 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
     missing = sorted(wanted - set(roles))
     if missing:
         raise HarnessError(f"give the model of the {missing[0]} (--role {missing[0]}=MODEL, e.g. --role {missing[0]}=openai:gpt-4o).")
-    for spec in roles.values():
-        registry.models.get(spec.model)
     models = open_models(dict(roles), open_cache(cache_path, use_cache))
     try:
         recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()))
@@ -400,7 +393,6 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
             "git_revision": git_revision(), "packages": package_versions(), "started_at": now(), "finished_at": None,
             "status": "running", "error": None, "n_samples": len(records), "resamples": resamples,
             "samples_digest": store.samples_digest(source.task, source.split, [r.id for r in sorted(records, key=lambda r: r.index)])})
-        header.writers = [Writer(started_at=header.started_at, git_revision=header.git_revision, packages=header.packages)]
         folder = RunFolder.create(output_dir, f"{source.task}-{source.model}-{source.split}", header)
         answers = {name: m.generate for name, m in models.items()}
         show = sys.stderr.isatty() if progress is None else progress

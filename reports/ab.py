@@ -31,7 +31,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from harness import grading, lifecycle, store, uncertainty
+from harness import grading, lifecycle, redaction, store, uncertainty
 from harness.contract import ChatRequest, GenerationConfig, Grader, Message, RunHeader, SampleRecord
 from harness.errors import HarnessError
 
@@ -373,7 +373,7 @@ class ExportResult:
 
 def _run_ref(run_dir: Path, header: RunHeader | None = None) -> RunRef:
     header = header or store.read_header(run_dir)
-    return RunRef(run_id=header.run_id, path=str(run_dir.resolve()), model=header.model, model_args=lifecycle.redact(header.model_args),
+    return RunRef(run_id=header.run_id, path=str(run_dir.resolve()), model=header.model, model_args=redaction.redact(header.model_args),
                   task=header.task, task_args=header.task_args, split=header.split)
 
 
@@ -889,13 +889,13 @@ def judge(sheet_path: Path, key_path: Path, spec: lifecycle.ModelSpec, out: Path
     model = models["judge"]
     try:
         graded = grading.grade(grader, rows, model.generate)
-        identity = lifecycle.redact(model.cache_identity())
+        identity = redaction.redact(model.cache_identity())
     finally:
         lifecycle.close_models(models)
     answers, verdicts = _verdicts(rows, graded)
     header, grid_rows, rating_columns = _filled_grid(sheet, key, block, verdicts, rater)
     unparsed = sum(v is None for v in verdicts.values())
-    log = JudgeLog(created_at=now(), rater=rater, model=spec.model, model_args=lifecycle.redact(spec.model_args), model_identity=identity,
+    log = JudgeLog(created_at=now(), rater=rater, model=spec.model, model_args=redaction.redact(spec.model_args), model_identity=identity,
                    prompt_version=PROMPT_VERSION, both_orders=both_orders, filled=len(verdicts) - unparsed, unparsed=unparsed,
                    model_calls=model.calls, cache_hits=model.hits, answers=answers)
     log_path = out.with_name(out.name + ".judge.json")

@@ -1,7 +1,7 @@
 """Nothing leaked (issue 11): secrets are a closed list of argument names plus key-looking values (never a
 substring: max_tokens is recorded as given), URLs lose their credentials wherever arguments are recorded or
 printed (run.json, the leaderboard label, an error line), and every file of a run folder gets one mode.
-harness/lifecycle.py's redact / secrets_of / is_redacted is the one place that decides."""
+harness/redaction.py's redact / secrets_of / is_redacted is the one place that decides."""
 import json
 import os
 import stat
@@ -14,7 +14,7 @@ from harness import registry, store
 from harness.contract import RunHeader, Summary
 from harness.errors import HarnessError
 from harness.leaderboard import collect_runs, model_label, run_label
-from harness.lifecycle import REDACTED, error_line, is_redacted, redact, secrets_of
+from harness.redaction import REDACTED, error_line, is_redacted, redact, secrets_of
 from harness.models.scripted import ScriptedModel
 from harness.runner import RunConfig, run
 

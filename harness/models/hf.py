@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..contract import ChatRequest, GenerationConfig, ModelContext, ModelOutput, StreamingChatModel
-from ..errors import HarnessError
+from ..errors import HarnessError, first_line
 from .images import load_image, resolve_image
-from .weights import LocalWeightsModel, as_bool, first_line, open_weights, parse_dtype, sampling_overrides
+from .weights import LocalWeightsModel, as_bool, open_weights, parse_dtype, sampling_overrides
 
 _INSTALL = "pip install '.[hf]'"
 _ALWAYS_ON = "default"  # peft's name for the adapter= one

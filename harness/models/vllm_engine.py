@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..contract import ChatModel, ChatRequest, GenerationConfig, ModelContext, ModelOutput
-from ..errors import HarnessError
+from ..errors import HarnessError, first_line
 from .images import data_url, resolve_image
-from .weights import LocalWeightsModel, as_bool, first_line, open_weights, parse_dtype, sampling_overrides
+from .weights import LocalWeightsModel, as_bool, open_weights, parse_dtype, sampling_overrides
 
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 _INSTALL = "install it with pip install '.[vllm]' on a GPU machine"

@@ -40,12 +40,6 @@ def as_bool(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception as one line for an error message: its type and the first line of its text."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def parse_dtype(dtype: Any, adapter_name: str) -> str:
     """The dtype model arg as auto | float32 | bfloat16 | float16 (fp32, bf16, fp16 and half accepted)."""
     key = str(dtype).lower()
