@@ -2,6 +2,7 @@
 command (the engine's and the plugins').
 
     --output-dir DIR     where a command writes what it makes (run folders, tables, classifiers, frames)
+    --out FILE           the one file a command writes (an A/B sheet, a figure): a file, not a folder
     --runs-dir DIR       the folder of run folders a command reads (the leaderboard)
     --data-dir DIR       the datasets folder
     --cache FILE / --no-cache    the response cache
