@@ -12,7 +12,9 @@ back to recomputing on the explicitly resampled corpus (correct, slower).
   variance equals that of the full-size statistic for a mean (finite-population correction 1/2).
 - Comparison: paired interval of B - A on the shared samples (the same draws for both runs) and a
   two-sided paired approximate-randomisation test (each sample's two responses swapped at random; the
-  corpora keep their size, so it is valid for Dist-n too).
+  corpora keep their size, so it is valid for Dist-n too). A sample without a value in either run (an
+  unparseable judge score) is left out of that metric's comparison, so every permuted corpus has values;
+  `Comparison.n` says how many samples were compared.
 - Range: an interval never leaves the values the metric can take (`Metric.bounds`, e.g. 0-100 for BLEU,
   ROUGE-L, METEOR, F1 and Dist-n): it is clipped into them, and a difference into +-(high - low).
 
@@ -109,9 +111,9 @@ def intervals(metrics: Sequence[Metric], pairs: Sequence[ScoredPair], per_sample
     half = half_sample_weights(len(pairs), resamples, seed) if any(m.size_dependent for m in metrics) else None
     out = {}
     for m in metrics:
-        if m.size_dependent:
-            center = float(weighted_values(m, pairs, np.ones((1, len(pairs))), per_sample.get(m.name))[0])
-            out[m.name] = _normal_interval(center, weighted_values(m, pairs, half, per_sample.get(m.name)), confidence)
+        if m.size_dependent:  # the estimate and the half-samples in one call: a metric's statistics are gathered once
+            values = weighted_values(m, pairs, np.vstack([np.ones((1, len(pairs))), half]), per_sample.get(m.name))
+            out[m.name] = _normal_interval(float(values[0]), values[1:], confidence)
         else:
             out[m.name] = _percentile_interval(weighted_values(m, pairs, boot, per_sample.get(m.name)), confidence)
         out[m.name] = clip(out[m.name], m.bounds)  # never outside the values the metric can take
@@ -130,34 +132,69 @@ class Comparison:
     difference: float  # b - a
     interval: tuple[float, float]  # paired bootstrap interval of the difference
     p_value: float  # two-sided paired approximate randomisation
+    n: int = 0  # samples both runs have a value for (a missing judge score in either run leaves the sample out)
+
+
+def has_value(metric: Metric, pairs: Sequence[ScoredPair], per_sample: Sequence[float] | None) -> np.ndarray:
+    """Which pairs have a value of `metric`: a per-sample score that is not NaN; for a metric that computes
+    from the pairs (`weighted`), its value on each pair alone; any other metric always has one."""
+    if per_sample is not None:
+        return ~np.isnan(np.asarray(per_sample, dtype=float))
+    n, block = len(pairs), 256  # identity rows in blocks: n x n floats would not fit for large splits
+    found = []
+    for start in range(0, n, block):
+        rows = np.zeros((min(block, n - start), n))
+        rows[np.arange(len(rows)), np.arange(start, start + len(rows))] = 1.0
+        alone = metric.weighted(pairs, rows)
+        if alone is None:
+            return np.ones(n, dtype=bool)
+        found.append(~np.isnan(np.asarray(alone, dtype=float)))
+    return np.concatenate(found) if found else np.ones(0, dtype=bool)
 
 
 def compare(metrics: Sequence[Metric], pairs_a: Sequence[ScoredPair], pairs_b: Sequence[ScoredPair],
             resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> list[Comparison]:
-    """Pairs must be aligned: pairs_a[i] and pairs_b[i] answer the same sample."""
+    """Pairs must be aligned: pairs_a[i] and pairs_b[i] answer the same sample. Each metric is compared on
+    the samples both runs have a value for; with none, its row holds NaN."""
     n = len(pairs_a)
     assert n == len(pairs_b) and n > 0
-    boot = bootstrap_weights(n, resamples, seed)
-    half = half_sample_weights(n, resamples, seed)
-    rng = np.random.default_rng(seed + 1)
-    swap = rng.integers(0, 2, size=(resamples, n)).astype(float)
-    joined = list(pairs_a) + list(pairs_b)
-    as_a = np.hstack([1 - swap, swap])  # corpus "A" after swapping: A's response unless swapped
-    as_b = np.hstack([swap, 1 - swap])
-    ones = np.ones((1, n))
     rows = []
     for metric in metrics:
         per_a = metric.compute(pairs_a).per_sample if metric.per_sample else None
         per_b = metric.compute(pairs_b).per_sample if metric.per_sample else None
-        value_a = float(weighted_values(metric, pairs_a, ones, per_a)[0])
-        value_b = float(weighted_values(metric, pairs_b, ones, per_b)[0])
-        draws = half if metric.size_dependent else boot
-        differences = weighted_values(metric, pairs_b, draws, per_b) - weighted_values(metric, pairs_a, draws, per_a)
-        per_joined = None if per_a is None else list(per_a) + list(per_b)
-        permuted = weighted_values(metric, joined, as_b, per_joined) - weighted_values(metric, joined, as_a, per_joined)
-        observed = value_b - value_a
-        p_value = (np.sum(np.abs(permuted) >= abs(observed) - 1e-12) + 1) / (resamples + 1)
-        interval = _normal_interval(observed, differences, confidence) if metric.size_dependent else _percentile_interval(differences, confidence)
-        interval = clip(interval, _difference_bounds(metric))
-        rows.append(Comparison(metric.name, value_a, value_b, observed, interval, float(p_value)))
+        kept = np.flatnonzero(has_value(metric, pairs_a, per_a) & has_value(metric, pairs_b, per_b))
+        if len(kept) == 0:
+            rows.append(Comparison(metric.name, float("nan"), float("nan"), float("nan"), (float("nan"), float("nan")), float("nan"), 0))
+            continue
+        if len(kept) < n:
+            pairs_a_kept, pairs_b_kept = [pairs_a[i] for i in kept], [pairs_b[i] for i in kept]
+            per_a = None if per_a is None else [per_a[i] for i in kept]
+            per_b = None if per_b is None else [per_b[i] for i in kept]
+        else:
+            pairs_a_kept, pairs_b_kept = list(pairs_a), list(pairs_b)
+        rows.append(_paired(metric, pairs_a_kept, pairs_b_kept, per_a, per_b, resamples, seed, confidence))
     return rows
+
+
+def _paired(metric: Metric, pairs_a: list[ScoredPair], pairs_b: list[ScoredPair], per_a: Sequence[float] | None,
+            per_b: Sequence[float] | None, resamples: int, seed: int, confidence: float) -> Comparison:
+    """The paired interval and randomisation test of one metric over samples that all have values. The
+    draws depend only on (n, resamples, seed), so metrics over the same samples share them."""
+    n = len(pairs_a)
+    ones = np.ones((1, n))
+    value_a = float(weighted_values(metric, pairs_a, ones, per_a)[0])
+    value_b = float(weighted_values(metric, pairs_b, ones, per_b)[0])
+    draws = half_sample_weights(n, resamples, seed) if metric.size_dependent else bootstrap_weights(n, resamples, seed)
+    differences = weighted_values(metric, pairs_b, draws, per_b) - weighted_values(metric, pairs_a, draws, per_a)
+    swap = np.random.default_rng(seed + 1).integers(0, 2, size=(resamples, n)).astype(float)
+    as_a = np.hstack([1 - swap, swap])  # corpus "A" after swapping: A's response unless swapped
+    as_b = np.hstack([swap, 1 - swap])
+    joined = pairs_a + pairs_b
+    per_joined = None if per_a is None else list(per_a) + list(per_b)
+    permuted = weighted_values(metric, joined, as_b, per_joined) - weighted_values(metric, joined, as_a, per_joined)
+    observed = value_b - value_a
+    valid = permuted[~np.isnan(permuted)]  # every sample has a value, so none should be missing; never count one as "not extreme"
+    p_value = (np.sum(np.abs(valid) >= abs(observed) - 1e-12) + 1) / (len(valid) + 1)
+    interval = _normal_interval(observed, differences, confidence) if metric.size_dependent else _percentile_interval(differences, confidence)
+    interval = clip(interval, _difference_bounds(metric))
+    return Comparison(metric.name, value_a, value_b, observed, interval, float(p_value), n)

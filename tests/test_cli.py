@@ -31,7 +31,8 @@ def test_run_score_leaderboard(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr
     run_dir = proc.stdout.strip().splitlines()[-1]
     summary = json.loads(open(os.path.join(run_dir, "summary.json")).read())
-    expected = ["bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain"]
+    expected = ["bleu-1", "bleu-2", "bleu-3", "bleu-4", "rouge-l", "meteor", "dist-1", "dist-2", "dist-3", "dist-1-plain", "dist-2-plain", "dist-3-plain",
+                "dist-1-response", "dist-2-response", "dist-3-response"]
     expected.append("bertscore-f1-minilm")  # optional default; the install has bert-score and MiniLM
     assert summary["n"] == 12 and list(summary["metrics"]) == expected
     assert "warning: diff-epitome, diff-epitome-er, diff-epitome-ip, diff-epitome-ex left out" in proc.stderr and "harness epitome train" in proc.stderr  # not built here

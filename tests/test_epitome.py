@@ -162,8 +162,9 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_classifiers(tiny_encoder, data_root, tmp_path_factory) -> Path:
+    """Each mechanism trained on its own, in full (embeddings too), as for a roberta-base folder with --separate."""
     out = tmp_path_factory.mktemp("home") / "epitome" / "tiny-bert-bi"
-    train.main(encoder=str(tiny_encoder), arch="bi", out=out, limit=24, epochs=1, batch_size=8, lr=1e-3,
+    train.main(encoder=str(tiny_encoder), arch="bi", out=out, limit=24, epochs=1, batch_size=8, lr=1e-3, joint=False,
                eval_splits=("test",), log=lambda s: None)
     return out
 
@@ -193,7 +194,8 @@ def test_training_is_reproducible(tiny_encoder, data_root):
 
 @pytest.fixture(scope="module")
 def tiny_shared_classifiers(tiny_encoder, data_root, tmp_path_factory) -> Path:
-    """As `harness epitome train` builds MiniLM's: embeddings and bottom layer frozen, only the top layer trained."""
+    """As `harness epitome train` builds MiniLM's: embeddings and bottom layer frozen, only the top layer trained,
+    shared by the three mechanisms (trained together)."""
     out = tmp_path_factory.mktemp("home") / "epitome" / "tiny-bert-bi-top1"
     train.main(encoder=str(tiny_encoder), arch="bi", out=out, limit=24, epochs=1, batch_size=8, lr=1e-3, train_layers=1,
                eval_splits=(), log=lambda s: None)
@@ -206,18 +208,28 @@ def _repeating_pairs():
     return [e.seeker_post for e in test] * 2, [e.response_post for e in test] + [e.response_post for e in reversed(test)]
 
 
-def test_shared_path_gives_each_classifiers_logits(tiny_shared_classifiers, tiny_classifiers):
+def test_shared_path_gives_each_classifiers_logits(tiny_shared_classifiers, tiny_classifiers, tiny_encoder, tmp_path):
     import torch
 
     from baselines.epitome.model import share
 
+    seekers, responses = _repeating_pairs()
     classifiers = {m: Classifier(tiny_shared_classifiers / m) for m in data.MECHANISMS}
     together = share(classifiers)
-    assert together is not None and together.bottom_layers == 1
-    seekers, responses = _repeating_pairs()
+    assert together is not None and together.bottom_layers == 2  # trained together: the whole encoder is shared
     threads = torch.get_num_threads()
     shared = together.logits(seekers, responses)
     assert torch.get_num_threads() == threads  # restored
+    for m, c in classifiers.items():
+        assert torch.allclose(shared[m], c.logits(seekers, responses), atol=1e-5), m
+    # trained one at a time with the bottom layer frozen: they share that layer only
+    separate = tmp_path / "tiny-bert-bi-separate"
+    train.main(encoder=str(tiny_encoder), arch="bi", out=separate, limit=16, epochs=1, batch_size=8, lr=1e-3, train_layers=1, joint=False,
+               eval_splits=(), log=lambda s: None)
+    classifiers = {m: Classifier(separate / m) for m in data.MECHANISMS}
+    together = share(classifiers)
+    assert together is not None and together.bottom_layers == 1
+    shared = together.logits(seekers, responses)
     for m, c in classifiers.items():
         assert torch.allclose(shared[m], c.logits(seekers, responses), atol=1e-5), m
     # response encoders fine-tuned in full (embeddings too) share nothing: each classifier runs on its own
@@ -260,7 +272,7 @@ def test_diff_epitome_with_trained_classifiers(tiny_classifiers, monkeypatch):
     same = DIFF_EPITOME_EX.compute([ScoredPair("same text", "same text", history=(Turn(speaker="seeker", text="x"),))])
     assert same.per_sample == [0.0]
     info = DIFF_EPITOME.info()
-    assert info["classifier"] == "tiny-bert-bi" and set(info["test_accuracy"]) == set(data.MECHANISMS)
+    assert info["classifier"] == f"tiny-bert-bi@{metric.weights_digest(info['weights_sha256'])}" and set(info["test_accuracy"]) == set(data.MECHANISMS)
     assert info["arch"] == "bi" and len(info["weights_sha256"]) == 3
 
 

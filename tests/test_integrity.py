@@ -260,6 +260,6 @@ def test_a_jackknife_interval_never_leaves_the_metric_range(name):
 
 
 def test_bounded_metrics():
-    for name in ("bleu-1", "bleu-4", "rouge-l", "meteor", "f1", "dist-1", "dist-3", "dist-1-plain", "dist-3-plain"):
+    for name in ("bleu-1", "bleu-4", "rouge-l", "meteor", "f1", "dist-1", "dist-3", "dist-1-plain", "dist-3-plain", "dist-3-response"):
         assert registry.metrics.get(name).bounds == (0.0, 100.0), name
     assert registry.metrics.get("length").bounds is None  # tokens: no upper bound

@@ -137,6 +137,34 @@ def test_a_bad_published_file_is_one_clear_error(tmp_path):
         published.load_all(tmp_path / "missing")
 
 
+def test_a_column_claiming_a_measured_metric_needs_its_evidence(tmp_path):
+    # every shipped claim carries its reason
+    for stem, table in published.load_all():
+        for column in table.columns:
+            assert column.match is None or len(column.evidence) > 40, (stem, column.key)
+    # a claim without one is refused, naming the file and the column
+    table = json.loads((published.FOLDER / "fires-table5-emotyda-esc.json").read_text())
+    del table["columns"][0]["evidence"]
+    (tmp_path / "claim.json").write_text(json.dumps(table))
+    with pytest.raises(HarnessError, match=r"claim\.json: .*column 'B-2' claims .*'bleu-2'.* without `evidence`"):
+        published.load_all(tmp_path)
+    # the same column with match null needs none: its numbers get their own column
+    table["columns"][0]["match"] = None
+    (tmp_path / "claim.json").write_text(json.dumps(table))
+    assert published.load_all(tmp_path)[0][1].columns[0].match is None
+
+
+def test_published_dist_3_shares_the_per_response_column_never_the_corpus_one(tmp_path):
+    t1 = dict(published.load_all())["fires-table1-mesc"]
+    assert t1.column("Dist-3").metric == "dist-3-response"
+    make_run(tmp_path, "r", model="retrieval", metrics={"dist-3": 48.5, "dist-3-plain": 48.45, "dist-3-response": 96.31})
+    mesc = table_of(build_tables(tmp_path, published.load_all()), "mesc")
+    assert cell(mesc, "FIRES", "dist-3-response").value == 98.93 and cell(mesc, "retrieval", "dist-3-response").value == 96.31
+    for corpus_level in ("dist-3", "dist-3-plain"):
+        assert cell(mesc, "retrieval", corpus_level) is not None
+        assert all(cell(mesc, r.label, corpus_level) is None for r in mesc.rows if r.kind == "published")
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -249,6 +277,7 @@ def test_dialogue_metrics_match_on_the_simulator(tmp_path):
     own = json.loads((published.FOLDER / "sage-leaderboard.json").read_text())
     for column in own["columns"]:
         column["match"] = {"seeker": ["DeepSeek-V3-2024-1227", "deepseek-v3-1227"]}
+        column["evidence"] = "the run's seeker was the same DeepSeek-V3 release that played the published agent"
     (tmp_path / "pub").mkdir()
     (tmp_path / "pub" / "own.json").write_text(json.dumps(own))
     sage = table_of(build_tables(tmp_path / "runs", published.load_all(tmp_path / "pub")), "sage")

@@ -25,6 +25,9 @@ from harness.metrics.lexical import (
     DIST_2_PLAIN,
     DIST_3,
     DIST_3_PLAIN,
+    DIST_1_RESPONSE,
+    DIST_2_RESPONSE,
+    DIST_3_RESPONSE,
     LENGTH,
     METEOR,
     ROUGE_L,
@@ -78,6 +81,12 @@ def test_tokens_are_computed_once_per_pair():
     assert response_tokens(p) == ["i", "do", "n't", "know", "."] and reference_tokens(p) == ["fine", "."]
     p.response = "changed"  # memoised: the first computation is kept for the pair's life
     assert response_tokens(p) == ["i", "do", "n't", "know", "."]
+
+
+def test_tokenize_remembers_texts_but_hands_out_copies():
+    first = tokenize("You are not alone.")
+    first.append("changed by a caller")
+    assert tokenize("You are not alone.") == ["you", "are", "not", "alone", "."]
 
 
 def test_tokenize_lowercases_and_splits_like_word_tokenize():
@@ -381,6 +390,38 @@ def test_dist_names_and_flags():
     assert DIST_2.compute(pairs(*CORPUS)).per_sample is None
 
 
+def test_dist_per_response_hand_computed_with_short_responses():
+    # "no no no no": trigrams (no no no) x2 -> 1 unique / 2 = 50; bigrams 1/3; unigrams 1/4
+    # "i am ok i am": trigrams i-am-ok, am-ok-i, ok-i-am -> 3/3 = 100; bigrams i-am, am-ok, ok-i, i-am -> 3/4; unigrams 3/5
+    # "okay .": 2 tokens -> no trigram: counts 0 for dist-3 (not left out); bigrams 1/1; unigrams 2/2
+    # "": counts 0 for every n
+    ps = pairs(("no no no no", "r"), ("i am ok i am", "r"), ("Okay.", "r"), ("", "r"))
+    three = DIST_3_RESPONSE.compute(ps)
+    assert three.per_sample == pytest.approx([50.0, 100.0, 0.0, 0.0])
+    assert three.corpus == pytest.approx(150 / 4)
+    assert DIST_2_RESPONSE.compute(ps).per_sample == pytest.approx([100 / 3, 75.0, 100.0, 0.0])
+    assert DIST_1_RESPONSE.compute(ps).per_sample == pytest.approx([25.0, 60.0, 100.0, 0.0])
+    # a response of exactly n tokens has one n-gram: 100 (the reference code's loop would count none)
+    assert DIST_3_RESPONSE.compute(pairs(("i see you", "r"))).corpus == pytest.approx(100.0)
+    assert DIST_3_RESPONSE.compute([]).corpus == 0.0
+
+
+def test_dist_per_response_differs_from_corpus_level():
+    # two identical responses: each is fully distinct on its own (100), but together half the trigrams repeat
+    ps = pairs(("i am here for you", "r"), ("i am here for you", "r"))
+    assert DIST_3_RESPONSE.compute(ps).corpus == pytest.approx(100.0)
+    assert DIST_3_PLAIN.compute(ps).corpus == pytest.approx(50.0)
+
+
+def test_dist_per_response_is_a_per_sample_metric_that_says_how_short_responses_count():
+    for n, metric in ((1, DIST_1_RESPONSE), (2, DIST_2_RESPONSE), (3, DIST_3_RESPONSE)):
+        assert metric.name == f"dist-{n}-response" and metric.per_sample and not metric.size_dependent
+        assert metric.bounds == (0.0, 100.0)
+        info = metric.info()
+        assert info["short_responses"] == f"a response with fewer than {n} tokens counts 0"
+        assert "mean over responses" in info["level"] and "tokenizer" in info
+
+
 # --------------------------------------------------------------------------- unigram F1 and length
 
 
@@ -418,6 +459,7 @@ def test_registry_returns_the_metric_objects():
         "rouge-l": ROUGE_L, "meteor": METEOR,
         "dist-1": DIST_1, "dist-2": DIST_2, "dist-3": DIST_3,
         "dist-1-plain": DIST_1_PLAIN, "dist-2-plain": DIST_2_PLAIN, "dist-3-plain": DIST_3_PLAIN,
+        "dist-1-response": DIST_1_RESPONSE, "dist-2-response": DIST_2_RESPONSE, "dist-3-response": DIST_3_RESPONSE,
         "f1": UNIGRAM_F1, "length": LENGTH,
     }  # fmt: skip
     for name, metric in expected.items():
@@ -442,7 +484,7 @@ def test_registry_unknown_name_suggests_close_match():
 def test_every_metric_module_constant_is_consistent():
     # descriptions and per-sample flags matter to the runner: per-sample metrics return per-sample lists
     ps = pairs(*CORPUS)
-    for metric in (BLEU_1, ROUGE_L, METEOR, DIST_1, UNIGRAM_F1, LENGTH):
+    for metric in (BLEU_1, ROUGE_L, METEOR, DIST_1, DIST_3_RESPONSE, UNIGRAM_F1, LENGTH):
         value = metric.compute(ps)
         assert (value.per_sample is not None) == metric.per_sample, metric.name
         if metric.per_sample:

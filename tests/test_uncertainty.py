@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import registry
-from harness.contract import ScoredPair
+from harness.contract import Metric, MetricValue, ScoredPair
 from harness.metrics.lexical import tokenize
 from harness.uncertainty import bootstrap_weights, compare, half_sample_weights, intervals, weighted_values
 
@@ -94,6 +94,57 @@ def test_compare_identical_runs_and_a_clearly_better_one():
     assert rows["rouge-l"].b == pytest.approx(100) and rows["rouge-l"].difference > 0
     assert rows["rouge-l"].interval[0] > 0 and rows["rouge-l"].p_value < 0.01
     assert rows["bleu-2"].interval[0] > 0 and rows["bleu-2"].p_value < 0.01
+
+
+class _Score(Metric):
+    """A per-sample metric reading a stored score; None (an unparseable judge answer) is missing (NaN)."""
+
+    name, per_sample = "score", True
+
+    def compute(self, pairs):
+        values = [np.nan if p.outcome.get("score") is None else float(p.outcome["score"]) for p in pairs]
+        present = [v for v in values if not np.isnan(v)]
+        return MetricValue(corpus=float(np.mean(present)) if present else float("nan"), per_sample=values)
+
+
+def scored(values):
+    return [ScoredPair("r", "ref", outcome={"score": v}) for v in values]
+
+
+def exact_randomisation_p(a, b):
+    """Two-sided paired randomisation p over all 2^n swaps (the approximate test estimates this)."""
+    import itertools
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    observed = abs(b.mean() - a.mean())
+    hits = [abs(np.where(s, a, b).mean() - np.where(s, b, a).mean()) >= observed - 1e-12 for s in itertools.product([0, 1], repeat=len(a))]
+    return float(np.mean(hits))
+
+
+def test_compare_leaves_out_samples_missing_in_either_run():
+    a = [3, 2, None, 4, 1, 3, 2, None, 4, 3]
+    b = [4, 3, 4, None, 2, 3, 4, 1, 4, 4]
+    kept = [i for i in range(10) if a[i] is not None and b[i] is not None]  # 7 samples scored by both
+    (full,) = compare([_Score()], scored(a), scored(b), resamples=4000, seed=0)
+    (filtered,) = compare([_Score()], scored([a[i] for i in kept]), scored([b[i] for i in kept]), resamples=4000, seed=0)
+    assert full.n == filtered.n == 7
+    assert (full.a, full.b, full.p_value, full.interval) == (filtered.a, filtered.b, filtered.p_value, filtered.interval)
+    assert full.a == pytest.approx(np.mean([a[i] for i in kept])) and full.b == pytest.approx(np.mean([b[i] for i in kept]))
+    # the permutations are over samples that have both values: the p-value estimates the exact one, not less
+    exact = exact_randomisation_p([a[i] for i in kept], [b[i] for i in kept])
+    assert full.p_value == pytest.approx(exact, abs=0.02)
+
+
+def test_compare_of_a_judge_mean_with_missing_scores_uses_the_samples_both_have():
+    from harness.metrics.outcome import OutcomeMean
+
+    metric = OutcomeMean("judged", lambda o: o.get("score"), "a judge's mean")
+    a, b = [3, None, 2, 4, 1, 2], [4, 4, None, 4, 3, 3]
+    (row,) = compare([metric], scored(a), scored(b), resamples=2000, seed=1)
+    assert row.n == 4 and row.a == pytest.approx(2.5) and row.b == pytest.approx(3.5)
+    assert row.p_value == pytest.approx(exact_randomisation_p([3, 4, 1, 2], [4, 4, 3, 3]), abs=0.03)
+    (none,) = compare([metric], scored([None, 1]), scored([2, None]), resamples=50, seed=0)
+    assert none.n == 0 and np.isnan(none.p_value) and np.isnan(none.difference)
 
 
 def harness(*args):

@@ -11,9 +11,10 @@ EmpGPT-3 reports the mean over samples per mechanism:
 | `diff-epitome` | (d_ER(i) + d_IP(i) + d_EX(i)) / 3 (FIRES eq. 4, DE_i) | mean over samples = mean of the three |
 
 Lower is better; values are not x100. The classifiers are never shipped: `harness epitome train` builds them
-into `harness.paths.home()/epitome/<tag>/` (default tag `minilm-l6-bi`; `$ESC_HARNESS_EPITOME` picks another tag
+into `harness.paths.home()/epitome/<tag>/` (default tag `minilm-l6-bi-v2`; `$ESC_HARNESS_EPITOME` picks another tag
 or a folder, e.g. the original checkpoints imported with `harness epitome import-original`). The numbers depend on
-the classifiers, so `metric_info` records the tag, encoder, architecture, weights' sha256 and each classifier's
+the classifiers, so `metric_info` records the tag (with a digest of the weights: `<tag>@<8 hex>`, except for the imported
+originals, `original`), encoder, architecture, weights' sha256 and each classifier's
 accuracy on the held-out EPITOME test split. A DIFF-EPITOME from retrained classifiers is not the papers'
 number: compare runs scored with the same classifiers only.
 """
@@ -82,6 +83,7 @@ class TrainedClassifiers:
 
         info: dict[str, Any] = {"classifier": self.folder.name, "folder": str(self.folder)}
         accuracy, macro_f1, sha = {}, {}, {}
+        imported = False  # `harness epitome import-original`: its report names the checkpoint
         for m in MECHANISMS:
             path = self.folder / m / "report.json"
             if not path.is_file():
@@ -96,9 +98,19 @@ class TrainedClassifiers:
                 sha[m] = report["weights_sha256"]
             if report.get("note"):
                 info["note"] = report["note"]
+            imported = imported or "checkpoint" in report
+        if sha and not imported:  # two trainings never share a leaderboard column; imported originals keep the name published files match
+            info["classifier"] = f"{self.folder.name}@{weights_digest(sha)}"
         info.update({"test_accuracy": accuracy, "test_macro_f1": macro_f1, "weights_sha256": sha,
                      "test_split": "baselines/epitome/split.json (seed 2020, 20% of EPITOME)"})
         return info
+
+
+def weights_digest(sha: dict[str, str]) -> str:
+    """8 hex digits naming the classifiers' weights together (from each mechanism's weights sha256)."""
+    import hashlib
+
+    return hashlib.sha256(" ".join(f"{m}={sha[m]}" for m in sorted(sha)).encode()).hexdigest()[:8]
 
 
 _override: LevelPredictor | None = None

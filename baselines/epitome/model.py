@@ -182,10 +182,16 @@ class BiEncoder(nn.Module):
         may be given precomputed; the result is the same in eval mode."""
         if seeker_states is None:
             seeker_states = self.encode_seeker(batch["seeker_input_ids"], batch["seeker_attention_mask"])
+        return self.heads(self.trunk(batch, bottom, bottom_layers), batch, seeker_states)
+
+    def trunk(self, batch: dict[str, torch.Tensor], bottom: torch.Tensor | None = None, bottom_layers: int = 0) -> torch.Tensor:
+        """The response encoder's last hidden states: what classifiers of several mechanisms trained together share."""
         if bottom is None:
-            rp = self.responder_encoder.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        else:
-            rp = encoder_top(self.responder_encoder.roberta, bottom, batch["attention_mask"], bottom_layers)
+            return self.responder_encoder.roberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return encoder_top(self.responder_encoder.roberta, bottom, batch["attention_mask"], bottom_layers)
+
+    def heads(self, rp: torch.Tensor, batch: dict[str, torch.Tensor], seeker_states: torch.Tensor):
+        """This mechanism's own part: the response-to-seeker attention, the level head and the rationale head."""
         rp = self._attend(rp, seeker_states, batch["seeker_attention_mask"])
         return self.empathy_classifier(rp[:, 0, :]), self.rationale_classifier(self.dropout(rp))
 
@@ -222,13 +228,19 @@ class CrossEncoder(nn.Module):
         return self.encoder
 
     def forward(self, batch: dict[str, torch.Tensor], seeker_states=None, bottom: torch.Tensor | None = None, bottom_layers: int = 0):
+        return self.heads(self.trunk(batch, bottom, bottom_layers), batch)
+
+    def trunk(self, batch: dict[str, torch.Tensor], bottom: torch.Tensor | None = None, bottom_layers: int = 0) -> torch.Tensor:
+        """The pair encoder's last hidden states (shared by mechanisms trained together)."""
         if bottom is None:
             kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
             if "token_type_ids" in batch:
                 kwargs["token_type_ids"] = batch["token_type_ids"]
-            h = self.encoder(**kwargs).last_hidden_state
-        else:
-            h = encoder_top(self.encoder, bottom, batch["attention_mask"], bottom_layers)
+            return self.encoder(**kwargs).last_hidden_state
+        return encoder_top(self.encoder, bottom, batch["attention_mask"], bottom_layers)
+
+    def heads(self, h: torch.Tensor, batch: dict[str, torch.Tensor], seeker_states=None):
+        """This mechanism's level and rationale heads."""
         return self.empathy_classifier(h[:, 0, :]), self.rationale_classifier(self.dropout(h))
 
 

@@ -21,6 +21,9 @@ prints it as JSON Schema):
   ESConv reference code as the papers do); `{"backbone": "roberta-large"}` = only with a run whose
   `summary.json` `metric_info[metric]` (or, for `seeker` / `judge`, `run.json` `roles`) says so;
   `null` = never (a different scale or judge): the number gets its own column `metric [variant]`.
+- `columns[].evidence` is required wherever `match` is not null: the reason to believe the numbers are
+  that metric (what was computed on which outputs and what it gave, or what the paper states). A column
+  whose variant cannot be pinned down keeps `match: null` and says why in `evidence` or `definition`.
 - `rows[].values` holds the numbers exactly as printed (null for the paper's "-"); `rows[].variant`
   marks a row whose numbers were computed differently from the columns' (e.g. copied from another
   paper): they then go to their own columns, never beside measured values.
@@ -63,7 +66,15 @@ class PublishedColumn(BaseModel):
     variant: str  # short label of how it was computed, e.g. "roberta-large", "ESC-Rank+GPT-4o, 0-100"
     match: dict[str, Any] | None = Field(default_factory=dict)  # see the module docstring
     definition: str = ""  # the long description (judge, scale, implementation) for footnotes
+    evidence: str = ""  # why the numbers are instances of `metric` as the harness computes it (required with a match)
     higher_is_better: bool | None = None  # None: as the registered harness metric (its `higher_is_better`)
+
+    @model_validator(mode="after")
+    def _claims_have_evidence(self) -> "PublishedColumn":
+        if self.match is not None and not self.evidence.strip():
+            raise ValueError(f"column '{self.key}' claims to share the measured column of '{self.metric}' (match {self.match}) "
+                             "without `evidence`; say what shows the numbers are computed that way, or set match to null")
+        return self
 
 
 class PublishedRow(BaseModel):

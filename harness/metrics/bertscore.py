@@ -90,12 +90,14 @@ def scorer(backbone: Backbone):
             from bert_score import BERTScorer
             from transformers.utils import logging as hf_logging
 
+            bar_was_on = hf_logging.is_progress_bar_enabled()  # restored after: a caller may have turned it off
             hf_logging.disable_progress_bar()
             try:
                 _scorers[key] = BERTScorer(model_type=path, num_layers=backbone.num_layers, idf=False, rescale_with_baseline=False,
                                            batch_size=BATCH_SIZE, use_fast_tokenizer=False)
             finally:
-                hf_logging.enable_progress_bar()
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
         return _scorers[key]
 
 

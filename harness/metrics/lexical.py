@@ -3,11 +3,13 @@ codes_zcj/metric/myMetrics.py), which FIRES follows: text lower-cased and tokeni
 `nltk.word_tokenize`, one reference per sample, values x100.
 
 Variants are named apart: `dist-n` is the reference code (its n-gram loop stops one short, so the last
-n-gram of every response is never counted); `dist-n-plain` counts every n-gram.
+n-gram of every response is never counted); `dist-n-plain` counts every n-gram; both pool all responses
+(corpus level). `dist-n-response` is the mean over responses of each response's own distinct ratio (every
+n-gram counted, a response with fewer than n tokens counts 0): the variant FIRES Table 1's Dist-3 is
+consistent with (evidence in baselines/published/fires-table1-mesc.json).
 """
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from typing import Any, Sequence
 
@@ -15,7 +17,22 @@ from ..contract import Metric, MetricValue, ScoredPair
 from . import nltk_data
 
 
+_tokens: dict[str, list[str]] = {}  # text -> its tokens: a run repeats texts (a retrieval model's answers)
+_TOKENS_MAX = 200_000
+
+
 def tokenize(text: str) -> list[str]:
+    """nltk.word_tokenize on the lower-cased text; each distinct text tokenised once per process."""
+    tokens = _tokens.get(text)
+    if tokens is None:
+        tokens = _word_tokenize(text)
+        if len(_tokens) >= _TOKENS_MAX:
+            _tokens.clear()
+        _tokens[text] = tokens
+    return list(tokens)  # a copy: the caller may change it, the memo must not
+
+
+def _word_tokenize(text: str) -> list[str]:
     import nltk
 
     nltk_data.activate()
@@ -44,6 +61,41 @@ class _TokenMetric(Metric):
         return {"tokenizer": f"nltk {described['nltk']} word_tokenize on lower-cased text", "punkt": described["tokenizers/punkt_tab/english"]}
 
 
+def bleu_statistics(pair: ScoredPair) -> tuple[int, ...]:
+    """What NLTK's corpus_bleu sums over the pairs: per order 1-4 the clipped n-gram matches (numerators) and
+    max(1, hypothesis n-grams) (denominators), then the hypothesis and reference lengths. Computed once per
+    pair and shared by BLEU-1..4, their corpus values and every resample."""
+    return pair.memo("bleu_statistics", _bleu_statistics)
+
+
+def _bleu_statistics(pair: ScoredPair) -> tuple[int, ...]:
+    from nltk.translate.bleu_score import modified_precision
+
+    references, hypothesis = [reference_tokens(pair)], response_tokens(pair)
+    fractions = [modified_precision(references, hypothesis, order) for order in range(1, 5)]  # unreduced counts
+    return (*(f.numerator for f in fractions), *(f.denominator for f in fractions), len(hypothesis), len(references[0]))
+
+
+def bleu_from_sums(sums: Sequence[float], n: int) -> float:
+    """corpus_bleu (uniform weights over 1..n padded to four, smoothing method3) x100 from summed statistics,
+    with NLTK's own arithmetic in its order, so that the value is the one corpus_bleu returns, to the last bit."""
+    import math
+
+    numerators, denominators, hyp_len, ref_len = sums[0:4], sums[4:8], sums[8], sums[9]
+    if numerators[0] == 0:
+        return 0.0  # NLTK returns 0 without unigram matches (an empty corpus included)
+    precisions, k = [], 1
+    for num, den in zip(numerators, denominators):
+        if num == 0:  # smoothing method3: the k-th zero precision becomes 1 / (2^k * denominator)
+            precisions.append(1 / (2**k * den))
+            k += 1
+        else:
+            precisions.append(num / den)
+    weights = [1.0 / n] * n + [0.0] * (4 - n)  # the reference passes four weights
+    penalty = 1 if hyp_len > ref_len else (0 if hyp_len == 0 else math.exp(1 - ref_len / hyp_len))
+    return 100 * (penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, precisions))))
+
+
 class Bleu(_TokenMetric):
     """Corpus BLEU-n (NLTK corpus_bleu, uniform weights over 1..n, smoothing method3)."""
 
@@ -56,48 +108,17 @@ class Bleu(_TokenMetric):
         self.description = f"corpus BLEU-{n}, NLTK, SmoothingFunction().method3, x100 (ESConv code)"
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
-        from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
-
-        weights = [1.0 / self.n] * self.n + [0.0] * (4 - self.n)  # the reference passes four weights
-        refs = [[reference_tokens(p)] for p in pairs]
-        hyps = [response_tokens(p) for p in pairs]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # NLTK warns on zero n-gram counts; method3 handles them
-                value = corpus_bleu(refs, hyps, weights=weights, smoothing_function=SmoothingFunction().method3)
-        except ZeroDivisionError:  # as the reference: an empty corpus scores 0
-            value = 0.0
-        return MetricValue(corpus=100 * value)
+        # corpus_bleu's sums from the shared per-pair statistics: integers, so summed exactly in any order
+        sums = [sum(column) for column in zip(*(bleu_statistics(p) for p in pairs))] or [0] * 10
+        return MetricValue(corpus=bleu_from_sums(sums, self.n))
 
     def weighted(self, pairs: Sequence[ScoredPair], weights):
-        """corpus_bleu's arithmetic on summed per-pair statistics (exactly NLTK's, re-weighted)."""
-        import math
-
+        """corpus_bleu's arithmetic on re-weighted sums of the per-pair statistics."""
         import numpy as np
-        from nltk.translate.bleu_score import modified_precision
 
-        stats = np.zeros((len(pairs), 10))  # numerators 1-4, denominators 1-4, hyp length, ref length
-        for row, p in enumerate(pairs):
-            for order in range(1, 5):
-                fraction = modified_precision([reference_tokens(p)], response_tokens(p), order)
-                stats[row, order - 1], stats[row, order + 3] = fraction.numerator, fraction.denominator
-            stats[row, 8], stats[row, 9] = len(response_tokens(p)), len(reference_tokens(p))
-        sums = np.asarray(weights) @ stats
-        weights_n = [1.0 / self.n] * self.n + [0.0] * (4 - self.n)
-        out = np.zeros(len(sums))
-        for b, (num1, num2, num3, num4, den1, den2, den3, den4, hyp_len, ref_len) in enumerate(sums):
-            if num1 == 0:
-                continue  # NLTK returns 0 without unigram matches
-            precisions, k = [], 1
-            for num, den in ((num1, den1), (num2, den2), (num3, den3), (num4, den4)):
-                if num == 0:  # smoothing method3: 1 / (2^k * denominator)
-                    precisions.append(1 / (2**k * den))
-                    k += 1
-                else:
-                    precisions.append(num / den)
-            penalty = 1.0 if hyp_len > ref_len else (0.0 if hyp_len == 0 else math.exp(1 - ref_len / hyp_len))
-            out[b] = 100 * penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights_n, precisions)))
-        return out
+        stats = np.array([bleu_statistics(p) for p in pairs], dtype=float).reshape(len(pairs), 10)
+        sums = np.asarray(weights) @ stats  # integer counts times integer weights: exact in float64
+        return np.array([bleu_from_sums(row, self.n) for row in sums])
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -157,8 +178,50 @@ class Meteor(_TokenMetric):
         from nltk.translate.meteor_score import meteor_score
 
         nltk_data.activate()
-        scores = [100 * meteor_score([reference_tokens(p)], response_tokens(p)) for p in pairs]
+        stemmer, wordnet = _meteor_lookups()
+        scores = [100 * meteor_score([reference_tokens(p)], response_tokens(p), stemmer=stemmer, wordnet=wordnet) for p in pairs]
         return MetricValue(corpus=_mean(scores), per_sample=scores)
+
+
+class _MemoStemmer:
+    """NLTK's default Porter stemmer (meteor_score's), each word stemmed once per process: a pure function of the word."""
+
+    def __init__(self) -> None:
+        from nltk.stem.porter import PorterStemmer
+
+        self._stemmer = PorterStemmer()
+        self._stems: dict[str, str] = {}
+
+    def stem(self, word: str) -> str:
+        if word not in self._stems:
+            self._stems[word] = self._stemmer.stem(word)
+        return self._stems[word]
+
+
+class _MemoWordNet:
+    """WordNet as meteor_score asks it (`synsets(word)`), each word looked up once per process: the same synsets
+    in the same order, so the same matches. Stemming and these look-ups (morphology, index) were most of METEOR's time."""
+
+    def __init__(self, wordnet: Any) -> None:
+        self._wordnet = wordnet
+        self._synsets: dict[str, list[Any]] = {}
+
+    def synsets(self, word: str) -> list[Any]:
+        if word not in self._synsets:
+            self._synsets[word] = self._wordnet.synsets(word)
+        return self._synsets[word]
+
+
+_meteor_memo: list[tuple[_MemoStemmer, _MemoWordNet]] = []
+
+
+def _meteor_lookups() -> tuple[_MemoStemmer, _MemoWordNet]:
+    """The process-wide stemmer and WordNet of METEOR (vocabulary-sized: a few MB for a large corpus)."""
+    if not _meteor_memo:
+        from nltk.corpus import wordnet
+
+        _meteor_memo.append((_MemoStemmer(), _MemoWordNet(wordnet)))
+    return _meteor_memo[0]
 
 
 def distinct(token_lists: Sequence[Sequence[str]], n: int, reference_variant: bool) -> float:
@@ -189,7 +252,21 @@ class Distinct(_TokenMetric):
         )
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
-        return MetricValue(corpus=100 * distinct([response_tokens(p) for p in pairs], self.n, self.reference_variant))
+        # = distinct() over the pairs' tokens: the union of their n-gram sets over the sum of their n-gram counts
+        grams = [self.ngrams(p) for p in pairs]
+        total = sum(count for _, count in grams)
+        unique = len(set().union(*(found for found, _ in grams)))
+        return MetricValue(corpus=100 * (unique / total if total else 0.0))
+
+    def ngrams(self, pair: ScoredPair) -> tuple[frozenset[tuple[str, ...]], int]:
+        """The pair's distinct n-grams and how many n-grams it counts, once per pair (for the corpus value and
+        every resample)."""
+        return pair.memo(f"distinct-{self.n}-{'reference' if self.reference_variant else 'plain'}", self._ngrams)
+
+    def _ngrams(self, pair: ScoredPair) -> tuple[frozenset[tuple[str, ...]], int]:
+        tokens = response_tokens(pair)
+        stop = max(len(tokens) - self.n if self.reference_variant else len(tokens) - self.n + 1, 0)
+        return frozenset(tuple(tokens[i : i + self.n]) for i in range(stop)), stop
 
     def weighted(self, pairs: Sequence[ScoredPair], weights):
         """unique = n-grams present in some pair of non-zero weight; total = weighted n-gram count."""
@@ -199,10 +276,7 @@ class Distinct(_TokenMetric):
         ids: dict[tuple[str, ...], int] = {}
         rows, cols, totals = [], [], np.zeros(len(pairs))
         for row, p in enumerate(pairs):
-            tokens = response_tokens(p)
-            stop = len(tokens) - self.n if self.reference_variant else len(tokens) - self.n + 1
-            grams = {tuple(tokens[i : i + self.n]) for i in range(max(stop, 0))}
-            totals[row] = max(stop, 0)
+            grams, totals[row] = self.ngrams(p)
             for gram in grams:
                 rows.append(row)
                 cols.append(ids.setdefault(gram, len(ids)))
@@ -211,6 +285,35 @@ class Distinct(_TokenMetric):
         unique = (presence.T @ weights.T > 0).sum(axis=0)  # (B,)
         total = weights @ totals
         return 100 * np.divide(np.asarray(unique, dtype=float).ravel(), total, out=np.zeros(len(weights)), where=total > 0)
+
+
+def distinct_in_response(tokens: Sequence[str], n: int) -> float:
+    """One response's distinct n-grams / its n-grams (every n-gram counted); 0 with fewer than n tokens."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+class DistinctPerResponse(_TokenMetric):
+    """Mean over responses of each response's Distinct-n: how repetitive a response is within itself, not
+    how much the responses repeat each other (corpus `dist-n`). Not size-dependent: a per-sample mean."""
+
+    bounds = (0.0, 100.0)
+    per_sample = True
+
+    def __init__(self, n: int):
+        self.n = n
+        self.name = f"dist-{n}-response"
+        self.order = 352 + n  # after the corpus variants (300..350)
+        self.description = (f"Distinct-{n} of each response (unique / all {n}-grams, every {n}-gram counted), averaged over "
+                            f"responses, x100; a response with fewer than {n} tokens counts 0")
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "level": "mean over responses of each response's distinct ratio",
+                "ngrams": f"every {self.n}-gram of a response", "short_responses": f"a response with fewer than {self.n} tokens counts 0"}
+
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
+        scores = [100 * distinct_in_response(response_tokens(p), self.n) for p in pairs]
+        return MetricValue(corpus=_mean(scores), per_sample=scores)
 
 
 class UnigramF1(_TokenMetric):
@@ -250,5 +353,6 @@ ROUGE_L = RougeL()
 METEOR = Meteor()
 DIST_1, DIST_2, DIST_3 = (Distinct(n, reference_variant=True) for n in range(1, 4))
 DIST_1_PLAIN, DIST_2_PLAIN, DIST_3_PLAIN = (Distinct(n, reference_variant=False) for n in range(1, 4))
+DIST_1_RESPONSE, DIST_2_RESPONSE, DIST_3_RESPONSE = (DistinctPerResponse(n) for n in range(1, 4))
 UNIGRAM_F1 = UnigramF1()
 LENGTH = Length()
