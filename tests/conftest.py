@@ -34,3 +34,13 @@ def data_root() -> Path:
         pytest.fail("set ESC_HARNESS_DATA to the datasets folder (../shared/data in this project's layout)")
     os.environ["ESC_HARNESS_DATA"] = root  # for the CLI subprocesses too
     return Path(root)
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child that stands for a user's process: SIGINT unblocked and at its default, as in a
+    fresh terminal. Without it the child inherits whatever the long pytest process has (a library's thread may
+    leave SIGINT blocked or ignored), and a Ctrl-C test would measure pytest's state instead of the harness's."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import default_sigint
 
 import engine_fixtures as fx
 from harness import registry, store
@@ -379,7 +380,7 @@ def test_esc_harness_debug_shows_the_traceback(tmp_path):
 
 def test_ctrl_c_names_the_run_folder_to_resume(tmp_path):
     argv = engine(tmp_path, "--task-args", "size=60", model=fx.SLOW, model_args="delay=0.05")
-    proc = subprocess.Popen([*ENGINE_CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*ENGINE_CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while not any(p.stat().st_size for p in (tmp_path / "runs").glob("*/samples.jsonl")):  # the first batch is saved

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import default_sigint
 
 from harness.contract import ChatRequest, GenerationConfig, Message
 from harness.errors import HarnessError
@@ -108,7 +109,7 @@ def test_ctrl_c_during_a_run_stops_the_server(tmp_path, data_root):
             print("THREADS", [t.name for t in threading.enumerate()], flush=True)
     """)
     env = {**os.environ, "ESC_HARNESS_CACHE": str(tmp_path / "cache.sqlite")}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint)
     try:
         port_line = child.stdout.readline()
         assert port_line.startswith("PORT"), port_line + child.stderr.read()
