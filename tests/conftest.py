@@ -44,3 +44,20 @@ def default_sigint() -> None:
 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A random 2-layer BERT with MiniLM's vocabulary and tokenizer, for the EPITOME tests: trains in seconds."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from baselines.epitome import train
+
+    folder = tmp_path_factory.mktemp("enc") / "tiny-bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=256)).save_pretrained(str(folder))
+    minilm, _, _ = train.resolve_encoder("minilm")
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(str(folder))
+    return folder

@@ -222,18 +222,6 @@ def test_metric_info_names_the_weights_but_keeps_original(tmp_path):
 # --------------------------------------------------------------------------- tiny trainings
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("enc") / "tiny-bert"
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=256)).save_pretrained(str(folder))
-    minilm, _, _ = train.resolve_encoder("minilm")
-    AutoTokenizer.from_pretrained(minilm).save_pretrained(str(folder))
-    return folder
 
 
 def test_epoch_selection_restores_the_best_epoch(tiny_encoder, data_root):
