@@ -143,8 +143,16 @@ def run(task, model, model_args, task_args, split, limit, seed, metrics, output_
     if concurrency < 1:
         raise HarnessError(f"--concurrency must be at least 1, got {concurrency}.")
     model_name, model_kwargs = model_spec(model, model_args, "--model-args") if model else ("", parse_kv(model_args))
+    task_kwargs = parse_kv(task_args, "--task-args")
+    if resume is None and task_args is None:  # a trained checkpoint says how it is evaluated (FIRES: prompt=fires)
+        from .training import suggested_task_args
+
+        suggested = suggested_task_args(model_kwargs, task)
+        if suggested:
+            task_kwargs, record = suggested
+            click.echo(f"task args from {record}: " + ",".join(f"{k}={v}" for k, v in task_kwargs.items()), err=True)
     config = RunConfig(
-        task=task or "", model=model_name, split=split or ("" if resume else "test"), task_args=parse_kv(task_args, "--task-args"),
+        task=task or "", model=model_name, split=split or ("" if resume else "test"), task_args=task_kwargs,
         model_args=model_kwargs, seed=seed, limit=limit, metrics=names(metrics), output_dir=output_dir, data_dir=data_dir,
         cache_path=cache_path, use_cache=not no_cache, resamples=resamples, roles=roles, concurrency=concurrency,
     )

@@ -25,7 +25,11 @@ def model_label(model: str, model_args: dict) -> str:
 
 
 def run_label(header: RunHeader) -> str:
-    label = model_label(header.model, header.model_args)
+    args = dict(header.model_args)
+    trained = header.model_identity or {}
+    if trained.get("train_id") and trained.get("recipe") and "model" in args:  # a checkpoint of `harness train`: its training, not its path
+        args["model"] = f"{trained['recipe']} {trained['train_id']}"
+    label = model_label(header.model, args)
     if header.task_args:
         label += " [" + ", ".join(f"{k}={v}" for k, v in sorted(header.task_args.items())) + "]"
     return label

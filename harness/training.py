@@ -66,3 +66,16 @@ def file_source(path: Path, **detail: Any) -> DataSource:
     if not file.is_file():
         raise HarnessError(f"{file}: no such data file.")
     return DataSource(kind="file", name=str(path), sha256=sha256_of(file), detail=detail)
+
+
+def suggested_task_args(model_args: dict[str, Any], task: str) -> tuple[dict[str, Any], Path] | None:
+    """The task options a checkpoint's train.json asks to be evaluated with (`evaluate.task_args`, e.g. FIRES's
+    prompt=fires), when `model_args["model"]` is a checkpoint folder trained for `task`; else None."""
+    model = model_args.get("model")
+    folder = Path(str(model)).expanduser() if model else None
+    if folder is None or not (folder / TRAIN_RECORD).is_file():
+        return None
+    evaluate = read_record(folder).evaluate
+    if evaluate.get("task") != task or not isinstance(evaluate.get("task_args"), dict):
+        return None
+    return dict(evaluate["task_args"]), folder / TRAIN_RECORD

@@ -249,6 +249,14 @@ def _plain_value(value: str) -> str:
     return re.sub(r"(?:^|\s)\d+$", "", words).strip()
 
 
+def split_aspects(thinking: str | None) -> list[tuple[str, str]]:
+    """The thought cut at its aspect labels: (aspect key, "Label: value" text) in order; text before the first
+    label is left out (the FIRES training ablations remove one aspect's segment)."""
+    text = thinking or ""
+    matches = list(_LABEL.finditer(text))
+    return [(_aspect_key(m.group(1)), text[m.start(): nxt.start() if nxt else None].strip()) for m, nxt in zip(matches, matches[1:] + [None])]
+
+
 def analyse_thinking(thinking: str | None) -> dict[str, Any]:
     """Which of the four aspects a thought covers, read from its "Aspect:" labels (case-insensitive, markdown
     bold, numbering and extra spaces tolerated; the first label of each aspect counts).

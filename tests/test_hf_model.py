@@ -210,10 +210,13 @@ def test_lora_adapter_changes_answers_and_identity(tiny, tiny_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_vl_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("PIL")
+    return build_vl_model(tmp_path_factory.mktemp("tiny-qwen2.5-vl"))
+
+
+def build_vl_model(folder: Path) -> Path:
     """A random Qwen2.5-VL (2 text layers, 2 vision blocks, hidden 32) laid out as on the hub: tokenizer,
     preprocessor_config.json (Qwen2VLImageProcessor), chat_template.json."""
-    pytest.importorskip("PIL")
-    folder = tmp_path_factory.mktemp("tiny-qwen2.5-vl")
     tokenizer = tiny_tokenizer(None)
     tokenizer.save_pretrained(folder)
     transformers.Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112).save_pretrained(folder)

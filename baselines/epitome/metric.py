@@ -154,12 +154,19 @@ def _check() -> None:
         )
 
 
-def squared_differences(mechanism: str, pairs: Sequence[ScoredPair]) -> list[float]:
+def squared_differences(mechanism: str, pairs: Sequence[ScoredPair], levels: LevelPredictor | None = None) -> list[float]:
+    """(level(response) - level(reference))^2 per pair, by `levels` (default: the classifiers in use)."""
     # one call for both sides, so that each seeker text is encoded once
     seekers = [pair.history[-1].text if pair.history else "" for pair in pairs]  # the turn being answered
-    levels = predictor().predict(mechanism, seekers * 2, [pair.response for pair in pairs] + [pair.reference for pair in pairs])
-    generated, reference = levels[: len(pairs)], levels[len(pairs) :]
+    predicted = (levels or predictor()).predict(mechanism, seekers * 2, [pair.response for pair in pairs] + [pair.reference for pair in pairs])
+    generated, reference = predicted[: len(pairs)], predicted[len(pairs) :]
     return [float((g - r) ** 2) for g, r in zip(generated, reference)]
+
+
+def per_pair(pairs: Sequence[ScoredPair], mechanisms: Sequence[str] = MECHANISMS, levels: LevelPredictor | None = None) -> list[float]:
+    """DIFF-EPITOME of each pair: the mean of its squared level differences over `mechanisms` (FIRES eq. 4, DE_i)."""
+    columns = [squared_differences(m, pairs, levels) for m in mechanisms]
+    return [sum(col[i] for col in columns) / len(columns) for i in range(len(pairs))]
 
 
 class DiffEpitome(Metric):
@@ -187,8 +194,7 @@ class DiffEpitome(Metric):
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         if not pairs:
             return MetricValue(corpus=0.0, per_sample=[])
-        columns = [squared_differences(m, pairs) for m in self.mechanisms]
-        values = [sum(col[i] for col in columns) / len(columns) for i in range(len(pairs))]
+        values = per_pair(pairs, self.mechanisms)
         return MetricValue(corpus=sum(values) / len(values), per_sample=values)
 
 

@@ -210,31 +210,7 @@ class HFModel(LocalWeightsModel, StreamingChatModel):
         return model
 
     def _vision_processor(self, transformers, config, kw: dict[str, Any]):
-        """AutoProcessor where it loads (it needs torchvision for the video processor of many VL models);
-        else the model's processor class built from its tokenizer and the PIL image processor."""
-        folder = str(self.folder)
-        reason = "it gave no image processor"
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(folder, **kw)
-            if getattr(processor, "image_processor", None) is not None and getattr(processor, "tokenizer", None) is not None:
-                return processor
-        except Exception as exc:
-            reason = first_line(exc)
-        try:
-            from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-            class_name = PROCESSOR_MAPPING_NAMES.get(config.model_type)
-            processor_class = getattr(transformers, class_name) if class_name else None
-            if processor_class is None:
-                raise ValueError(f"no processor class is known for model type '{config.model_type}'")
-            image_processor = transformers.AutoImageProcessor.from_pretrained(folder, **kw)  # falls back to the PIL backend
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kw)
-            processor = _without_video(processor_class)(image_processor=image_processor, tokenizer=tokenizer,
-                                                        chat_template=_read_chat_template(self.folder) or tokenizer.chat_template)
-        except Exception as exc:
-            raise HarnessError(f"hf: cannot build the image processor of {folder}: AutoProcessor failed ({reason}) and so did "
-                               f"the PIL fallback ({first_line(exc)}); install torchvision matching your torch, or use another model.") from None
-        return processor
+        return vision_processor(transformers, self.folder, config, kw)
 
     # ------------------------------------------------------------------ generation (cache_identity, adapters: LocalWeightsModel)
 
@@ -374,6 +350,33 @@ def _read_chat_template(folder: Path) -> str | None:
         except (ValueError, AttributeError):
             return None
     return None
+
+
+def vision_processor(transformers, folder: Path, config, kw: dict[str, Any], who: str = "hf"):
+    """AutoProcessor where it loads (it needs torchvision for the video processor of many VL models);
+    else the model's processor class built from its tokenizer and the PIL image processor."""
+    reason = "it gave no image processor"
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(str(folder), **kw)
+        if getattr(processor, "image_processor", None) is not None and getattr(processor, "tokenizer", None) is not None:
+            return processor
+    except Exception as exc:
+        reason = first_line(exc)
+    try:
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+        class_name = PROCESSOR_MAPPING_NAMES.get(config.model_type)
+        processor_class = getattr(transformers, class_name) if class_name else None
+        if processor_class is None:
+            raise ValueError(f"no processor class is known for model type '{config.model_type}'")
+        image_processor = transformers.AutoImageProcessor.from_pretrained(str(folder), **kw)  # falls back to the PIL backend
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), **kw)
+        processor = _without_video(processor_class)(image_processor=image_processor, tokenizer=tokenizer,
+                                                    chat_template=_read_chat_template(Path(folder)) or tokenizer.chat_template)
+    except Exception as exc:
+        raise HarnessError(f"{who}: cannot build the image processor of {folder}: AutoProcessor failed ({reason}) and so did "
+                           f"the PIL fallback ({first_line(exc)}); install torchvision matching your torch, or use another model.") from None
+    return processor
 
 
 def _without_video(processor_class):
