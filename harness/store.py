@@ -54,6 +54,11 @@ def write_json(path: Path, obj: BaseModel) -> None:
     _replace_with(Path(path), obj.model_dump_json(indent=2) + "\n")
 
 
+def write_text(path: Path, text: str) -> None:
+    """The whole file at once: written beside it, synced, then moved over it (never half-written)."""
+    _replace_with(Path(path), text)
+
+
 def read_model(path: Path, model: type[M], missing: str, invalid: str, advice: str = "") -> M:
     """A JSON file of a pydantic model, or one error line: `{path}: {missing}` when there is no file,
     `{path}: {invalid} ({field}: {problem}){advice}` when it does not validate."""

@@ -13,6 +13,9 @@ A rater is one block of criterion columns headed "<criterion> [<rater>]". A shee
 blocks (raters sharing one file) and several sheets may be imported together (raters each filling a
 copy); a block left entirely empty is an unused slot. The same rater label in two sheets means two
 raters (reported as "<sheet>:<label>"), unless the two blocks are identical, which is a copy imported twice.
+
+The sheet machinery (grids, drop-downs, rating scales, the import's refusal rules, asking a judge) takes any
+key of the ABKey's shape; COMPEER's annotation sheets (baselines/compeer/annotate.py) use it with their own.
 """
 from __future__ import annotations
 
@@ -52,6 +55,27 @@ _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters an 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 _RATING_HEADER = re.compile(r"^(?P<criterion>.+?) \[(?P<rater>[^\[\]]+)\]$")
+NOT_ASKED = "(not asked)"  # what a sheet shows in a rating cell it does not ask for (a row asks only some criteria)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The values one rating column takes; a cell is read ignoring case and surrounding spaces and stored
+    as the option's own spelling."""
+
+    options: tuple[str, ...]
+
+    def read(self, text: str) -> str | None:
+        value = text.strip().lower()
+        return next((option for option in self.options if option.lower() == value), None)
+
+    def describe(self) -> str:
+        if all(" " not in option for option in self.options):
+            return "/".join(self.options)
+        return "one of " + ", ".join(f"'{option}'" for option in self.options)
+
+
+VERDICTS = Scale(LABELS)
 
 
 # --------------------------------------------------------------------------- the key (on disk)
@@ -310,10 +334,28 @@ def _instructions(criteria: Sequence[Criterion], shows: str) -> list[str]:
     return lines
 
 
-def grid_writer(path: Path, header: list[str], rows: list[list[str]], rating_columns: list[int],
-                criteria: Sequence[Criterion], shows: str) -> Callable[[Path], None]:
-    """Writes the sheet: .xlsx with a win/tie/lose drop-down on every rating cell and an instructions
-    sheet, or .csv (UTF-8 with BOM, so Excel reads the accents)."""
+@dataclass(frozen=True)
+class DropDown:
+    """An .xlsx list validation: the cells (A1 ranges) that offer `options`, with the message shown on
+    entering a cell and on refusing a value."""
+
+    options: tuple[str, ...]
+    cells: tuple[str, ...]
+    title: str  # of the error box
+    prompt_title: str  # of the input message
+    message: str  # both boxes' text (the input message is cut at Excel's 255 characters)
+
+
+def column_ranges(columns: Sequence[int], rows: int) -> tuple[str, ...]:
+    """The data cells of each column (row 2 to rows + 1), as A1 ranges."""
+    return tuple(f"{_column_letter(c)}2:{_column_letter(c)}{rows + 1}" for c in columns) if rows else ()
+
+
+def sheet_writer(path: Path, header: list[str], rows: list[list[str]], rating_columns: Sequence[int],
+                 drop_downs: Sequence[DropDown], header_notes: dict[int, str], instructions: Sequence[str],
+                 author: str = "harness ab") -> Callable[[Path], None]:
+    """Writes a rating sheet: .xlsx with the drop-downs, a comment on the rating headers (`header_notes`:
+    column -> text) and an instructions sheet, or .csv (UTF-8 with BOM, so Excel reads the accents)."""
     if _sheet_format(path) == "csv":
         def write_csv(tmp: Path) -> None:
             with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
@@ -321,10 +363,19 @@ def grid_writer(path: Path, header: list[str], rows: list[list[str]], rating_col
                 writer.writerow(header)
                 writer.writerows(rows)
         return write_csv
-    return lambda tmp: _build_workbook(header, rows, rating_columns, criteria, shows).save(tmp)
+    return lambda tmp: _build_workbook(header, rows, rating_columns, drop_downs, header_notes, instructions, author).save(tmp)
 
 
-def _build_workbook(header, rows, rating_columns, criteria, shows):
+def grid_writer(path: Path, header: list[str], rows: list[list[str]], rating_columns: list[int],
+                criteria: Sequence[Criterion], shows: str) -> Callable[[Path], None]:
+    """The A/B sheet: a win/tie/lose drop-down on every rating cell, the direction on every rating header."""
+    direction = "Verdict for Response 1 compared with Response 2: win = Response 1 better, tie = equal, lose = Response 2 better."
+    drop_down = DropDown(LABELS, column_ranges(rating_columns, len(rows)), "win / tie / lose", "Response 1 vs Response 2", direction)
+    return sheet_writer(path, header, rows, rating_columns, [drop_down] if rating_columns else [],
+                        {c: direction for c in rating_columns}, _instructions(criteria, shows))
+
+
+def _build_workbook(header, rows, rating_columns, drop_downs, header_notes, instructions, author):
     from openpyxl import Workbook
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Font
@@ -343,19 +394,20 @@ def _build_workbook(header, rows, rating_columns, criteria, shows):
         sheet.cell(row=1, column=c).font = Font(bold=True)
         rating = (c - 1) in rating_columns
         sheet.column_dimensions[_column_letter(c - 1)].width = 8 if c == 1 else 22 if rating else (60 if c == 2 else 48)
-    direction = "Verdict for Response 1 compared with Response 2: win = Response 1 better, tie = equal, lose = Response 2 better."
-    for c in rating_columns:
-        sheet.cell(row=1, column=c + 1).comment = Comment(direction, "harness ab")
-    if rows and rating_columns:
-        validation = DataValidation(type="list", formula1='"win,tie,lose"', allow_blank=True, showErrorMessage=True,
-                                    errorStyle="stop", errorTitle="win / tie / lose", error=direction,
-                                    showInputMessage=True, promptTitle="Response 1 vs Response 2", prompt=direction[:255])
-        for c in rating_columns:
-            validation.add(f"{_column_letter(c)}2:{_column_letter(c)}{len(rows) + 1}")
+    for c, note in header_notes.items():
+        sheet.cell(row=1, column=c + 1).comment = Comment(note, author)
+    for drop_down in drop_downs:
+        if not drop_down.cells:
+            continue
+        validation = DataValidation(type="list", formula1='"' + ",".join(drop_down.options) + '"', allow_blank=True, showErrorMessage=True,
+                                    errorStyle="stop", errorTitle=drop_down.title, error=drop_down.message,
+                                    showInputMessage=True, promptTitle=drop_down.prompt_title, prompt=drop_down.message[:255])
+        for cells in drop_down.cells:
+            validation.add(cells)
         sheet.add_data_validation(validation)
     sheet.freeze_panes = "B2"
     notes = workbook.create_sheet("instructions")
-    for r, line in enumerate(_instructions(criteria, shows), start=1):
+    for r, line in enumerate(instructions, start=1):
         notes.cell(row=r, column=1, value=line).data_type = "s"
     notes.column_dimensions["A"].width = 120
     return workbook
@@ -420,8 +472,9 @@ def draw_rows(count: int, n: int, seed: int) -> tuple[list[int], list[bool]]:
     return [int(i) for i in picked], [bool(x) for x in a_first]
 
 
-def export(run_a: Path, run_b: Path, out: Path, key_path: Path | None = None, n: int = 100, seed: int = 0,
-           criteria_text: str | None = None, raters: int = 2, show: str | None = None, force: bool = False) -> ExportResult:
+def check_outputs(out: Path, key_path: Path | None, raters: int, force: bool) -> Path:
+    """Refuses a sheet name of another format, a key that is the sheet, a sheet or key that exists (it may
+    hold ratings) unless forced, and a rater count outside 1..50; returns the key's path."""
     _sheet_format(out)
     key_path = key_path or default_key_path(out)
     if key_path.resolve() == out.resolve():
@@ -431,6 +484,12 @@ def export(run_a: Path, run_b: Path, out: Path, key_path: Path | None = None, n:
             raise HarnessError(f"{path} exists (maybe already rated); choose another --out/--key or pass --force to replace it.")
     if not 1 <= raters <= 50:
         raise HarnessError(f"--raters must be between 1 and 50, got {raters}.")
+    return key_path
+
+
+def export(run_a: Path, run_b: Path, out: Path, key_path: Path | None = None, n: int = 100, seed: int = 0,
+           criteria_text: str | None = None, raters: int = 2, show: str | None = None, force: bool = False) -> ExportResult:
+    key_path = check_outputs(out, key_path, raters, force)
     criteria, shows = parse_criteria(criteria_text)
     shows = show or shows
     ref_a, ref_b, pairs = shared_records(run_a, run_b)
@@ -537,7 +596,7 @@ def _rows(grid: Grid, key: ABKey, problems: list[str]) -> dict[str, int]:
                     edited.append(f"{grid.ref(r, c)}: the {key.columns[c - 1]} of row {row_id} differs from the export; restore it")
     if len(key.rows) > 1 and len(edited_rows) > len(key.rows) / 2:  # hardly an edit: likely another export's sheet
         edited.insert(0, f"{grid.path}: {len(edited_rows)} of {len(key.rows)} rows differ from the export; "
-                         "is the sheet from another export (other runs or --seed)?")
+                         "is the sheet from another export (other runs or data, or another --seed)?")
     problems.extend(edited)
     missing = [r.row for r in key.rows if r.row not in found]
     if missing:
@@ -545,36 +604,46 @@ def _rows(grid: Grid, key: ABKey, problems: list[str]) -> dict[str, int]:
     return found
 
 
-def _ratings(grid: Grid, key: ABKey, rows: dict[str, int], block: Block, may_skip: bool, problems: list[str]) -> None:
-    """Fill block.values; a block is all empty (unused), or complete - unless it is a judge's (may_skip)."""
+def _ratings(grid: Grid, key: ABKey, rows: dict[str, int], block: Block, may_skip: bool, problems: list[str],
+             scales: dict[str, Scale] | None = None, asked: dict[str, set[str]] | None = None) -> None:
+    """Fill block.values; a block is all empty (unused), or complete - unless it is a judge's (may_skip).
+    `scales`: criterion -> the values its cells take (default win/tie/lose); `asked`: row id -> the
+    criteria that row asks (default all); a cell not asked is None and must stay empty or NOT_ASKED."""
     empty: list[str] = []
     for criterion, c in zip(key.criteria, block.columns):
+        scale = (scales or {}).get(criterion.name, VERDICTS)
         column: dict[str, str | None] = {}
         for row_id, r in rows.items():
             raw = grid.get(r, c)
-            value = raw.strip().lower()
-            if value in LABELS:
+            value = scale.read(raw)
+            if asked is not None and criterion.name not in asked.get(row_id, ()):
+                column[row_id] = None
+                if raw.strip() not in ("", NOT_ASKED):
+                    problems.append(f"{grid.ref(r, c)}: row {row_id} does not ask for {criterion.name}; clear the cell")
+            elif value is not None:
                 column[row_id] = value
-            elif value == "":
+            elif raw.strip() == "":
                 column[row_id] = None
                 empty.append(grid.ref(r, c))
             else:
-                problems.append(f"{grid.ref(r, c)}: '{raw}' is not win/tie/lose")
+                problems.append(f"{grid.ref(r, c)}: '{raw}' is not {scale.describe()}")
         block.values[criterion.name] = column
     filled = any(v is not None for column in block.values.values() for v in column.values())
     if filled and empty and not may_skip:
         problems.extend(f"{ref}: empty; rater '{block.label}' must rate every row (or leave all of their columns empty)" for ref in empty)
 
 
-def read_sheet(path: Path, key: ABKey, judge_raters: Sequence[str] = (JUDGE_RATER,), ratings: bool = True) -> tuple[Sheet, list[str]]:
-    """The sheet and the problems found (nothing is raised here, so all sheets' problems are listed at once)."""
+def read_sheet(path: Path, key: ABKey, judge_raters: Sequence[str] = (JUDGE_RATER,), ratings: bool = True,
+               scales: dict[str, Scale] | None = None, asked: dict[str, set[str]] | None = None) -> tuple[Sheet, list[str]]:
+    """The sheet and the problems found (nothing is raised here, so all sheets' problems are listed at once).
+    `key` is an ABKey or a key of the same shape (columns, criteria with names, rows with their hashes)."""
     grid = read_grid(path)
     problems: list[str] = []
     blocks = _layout(grid, key, problems)
     rows = _rows(grid, key, problems) if not problems else {}
     if ratings and rows:
         for block in blocks:
-            _ratings(grid, key, rows, block, block.label in judge_raters, problems)
+            _ratings(grid, key, rows, block, block.label in judge_raters, problems, scales, asked)
     return Sheet(grid, rows, blocks), problems
 
 
@@ -596,29 +665,32 @@ def unblind(key: ABKey, values: dict[str, dict[str, str | None]]) -> dict[str, d
             for criterion, column in values.items()}
 
 
-def collect_raters(paths: Sequence[Path], key: ABKey, judge_raters: Sequence[str] = (JUDGE_RATER,)) -> list[Rater]:
-    """Every filled rater block of every sheet, un-blinded; refuses (listing every offending cell) if any
-    sheet is damaged, so nothing is half-imported."""
+def collect_raters(paths: Sequence[Path], key: ABKey, judge_raters: Sequence[str] = (JUDGE_RATER,),
+                   scales: dict[str, Scale] | None = None, asked: dict[str, set[str]] | None = None,
+                   unblind_with: Callable[[Any, dict[str, dict[str, str | None]]], dict[str, dict[str, str | None]]] = unblind) -> list[Rater]:
+    """Every filled rater block of every sheet, un-blinded (`unblind_with`, by default win/tie/lose for
+    Response 1 -> for run A); refuses (listing every offending cell) if any sheet is damaged, so nothing is
+    half-imported. `scales` and `asked` as for read_sheet."""
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
         raise HarnessError("the same sheet is given twice; pass each filled copy once.")
     problems: list[str] = []
     found: list[tuple[Path, Block]] = []
     for path in paths:
-        sheet, sheet_problems = read_sheet(path, key, judge_raters)
+        sheet, sheet_problems = read_sheet(path, key, judge_raters, scales=scales, asked=asked)
         problems.extend(sheet_problems)
         found.extend((path, b) for b in sheet.blocks if any(v is not None for col in b.values.values() for v in col.values()))
     problems.extend(_duplicated_blocks(found))
     if problems:
         raise HarnessError(f"refused, nothing imported: {_too_many(problems)}")
     if not found:
-        raise HarnessError(f"{', '.join(map(str, paths))}: no ratings yet; fill the win/tie/lose columns first.")
+        raise HarnessError(f"{', '.join(map(str, paths))}: no ratings yet; fill the {'win/tie/lose' if scales is None else 'rating'} columns first.")
     labels = [b.label for _, b in found]
     def sheet_name(path: Path) -> str:  # the file name, or the whole path where two folders hold one name
         return path.name if len({q for q, _ in found if q.name == path.name}) == 1 else str(path)
 
     return [Rater(name=b.label if labels.count(b.label) == 1 else f"{sheet_name(p)}:{b.label}",
-                  sheet=str(p), judge=b.label in judge_raters, values=unblind(key, b.values)) for p, b in found]
+                  sheet=str(p), judge=b.label in judge_raters, values=unblind_with(key, b.values)) for p, b in found]
 
 
 def _duplicated_blocks(found: list[tuple[Path, Block]]) -> list[str]:
@@ -658,13 +730,16 @@ def _number(value: float) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
 
 
-def agreement_of(codes: np.ndarray) -> dict[str, Any]:
-    """Kappa for exactly two raters; ordinal alpha for two or more (win > tie > lose: a win/lose
-    disagreement weighs more than win/tie); nominal alpha beside it for comparison with other work."""
-    k = len(LABELS)
+def agreement_of(codes: np.ndarray, categories: int = len(LABELS), ordinal: bool = True) -> dict[str, Any]:
+    """(raters, items) codes 0..categories-1, NaN = not rated. Percent agreement (of rater pairs) and
+    nominal alpha for two or more raters, kappa for exactly two; ordinal alpha too where the codes are
+    ordered (win > tie > lose: a win/lose disagreement weighs more than win/tie)."""
+    k = categories
     result: dict[str, Any] = {"raters": int(codes.shape[0])}
     if codes.shape[0] >= 2:
-        result["krippendorff_alpha_ordinal"] = _number(agreement.krippendorff_alpha(codes, k, "ordinal"))
+        result["percent_agreement"] = _number(agreement.percent_agreement(codes))
+        if ordinal:
+            result["krippendorff_alpha_ordinal"] = _number(agreement.krippendorff_alpha(codes, k, "ordinal"))
         result["krippendorff_alpha_nominal"] = _number(agreement.krippendorff_alpha(codes, k, "nominal"))
     if codes.shape[0] == 2:
         result["cohen_kappa"] = _number(agreement.cohen_kappa(codes[0], codes[1], k))
@@ -768,9 +843,8 @@ JUDGE_SYSTEM = (
     "of the supporter (the therapist) to the same conversation, on one criterion only. Be impartial: neither "
     "the order in which the replies are shown nor their length may influence your verdict."
 )
-_VERDICT = re.compile(r"(?:verdict|answer|rating|judg(?:e)?ment)\s*(?:is)?\s*[:=\-]?\s*[*_\"'`\[(]*\s*(win|tie|lose)\b", re.IGNORECASE)
+_MARK = r"(?:verdict|answer|rating|judg(?:e)?ment)\s*(?:is)?\s*[:=\-]?\s*[*_\"'`\[(]*\s*"  # "Verdict: ", "The answer is **"
 _BETTER = re.compile(r"\b(?:response|thinking process|thinking)\s*([12])\s*(?:is|was)?\s*(?:clearly\s+|slightly\s+|much\s+)?(?:better|wins|preferred|stronger|superior)\b", re.IGNORECASE)
-_BARE = re.compile(r"^[\s*_\"'`.\[\]()]*(win|tie|lose)[\s*_\"'`.!\[\]()]*$", re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.IGNORECASE | re.DOTALL)
 
 
@@ -793,20 +867,28 @@ def judge_request(criterion: Criterion, shows: str, context: str, first: list[st
                        generation=GenerationConfig(temperature=0.0, max_tokens=max_tokens, seed=seed))
 
 
+def marked_answer(text: str, choices: str) -> str | None:
+    """The answer word of a judge's reply, lower-cased, or None: the last "Verdict: X" (also "Answer:",
+    "Rating:", "Judgement:"), else a last line that is just X. `choices` is a regex alternation
+    ("win|tie|lose"); a <think> section is not read."""
+    text = _THINK.sub(" ", text or "")
+    marked = re.findall(_MARK + f"({choices})\\b", text, re.IGNORECASE)
+    if marked:
+        return marked[-1].lower()
+    lines = [line for line in text.splitlines() if line.strip()]
+    bare = re.match(r"^[\s*_\"'`.\[\]()]*(" + choices + r")[\s*_\"'`.!\[\]()]*$", lines[-1], re.IGNORECASE) if lines else None
+    return bare.group(1).lower() if bare else None
+
+
 def parse_verdict(text: str) -> str | None:
     """win / tie / lose (for Response 1) from a judge's answer, or None when it cannot be read safely.
     In order: the last "Verdict: X" (also "Answer:", "Rating:"); a last line that is just a verdict word;
     "Response 1 is better" / "Response 2 wins" when only one side is named so. A verdict word elsewhere
     is not enough ("Response 2 wins" names "win" for the wrong side), so such answers stay unparsed."""
-    text = _THINK.sub(" ", text or "")
-    marked = _VERDICT.findall(text)
-    if marked:
-        return marked[-1].lower()
-    lines = [line for line in text.splitlines() if line.strip()]
-    bare = _BARE.match(lines[-1]) if lines else None
-    if bare:
-        return bare.group(1).lower()
-    sides = set(_BETTER.findall(text))
+    verdict = marked_answer(text, "win|tie|lose")
+    if verdict is not None:
+        return verdict
+    sides = set(_BETTER.findall(_THINK.sub(" ", text or "")))
     if len(sides) == 1:
         return "win" if sides.pop() == "1" else "lose"
     return None
@@ -875,8 +957,7 @@ class JudgeResult:
 def judge(sheet_path: Path, key_path: Path, spec: lifecycle.ModelSpec, out: Path, rater: str = JUDGE_RATER,
           both_orders: bool = False, max_tokens: int = 256, cache_path: Path | None = None, use_cache: bool = True) -> JudgeResult:
     _sheet_format(out)
-    if not rater.strip() or "[" in rater or "]" in rater:
-        raise HarnessError(f"--rater-name '{rater}': give a non-empty name without '[' or ']'.")
+    check_rater_name(rater)
     key = read_key(key_path)
     sheet, problems = read_sheet(sheet_path, key, ratings=False)
     if problems:
@@ -884,30 +965,49 @@ def judge(sheet_path: Path, key_path: Path, spec: lifecycle.ModelSpec, out: Path
     block = _judge_block(sheet, key, rater)
     grader = PairwiseJudge(key.criteria, key.shows, both_orders, max_tokens, key.seed)
     rows = [SheetRow(key_row.row, *_row_texts(sheet.grid, sheet.rows[key_row.row], key.shows)) for key_row in key.rows]
-    # a judge serves no run, so it gets no task context; the response cache makes a re-judged sheet free
+    asked = ask_judge(spec, grader, rows, cache_path, use_cache)
+    answers, verdicts = _verdicts(rows, asked.graded)
+    header, grid_rows, rating_columns = _filled_grid(sheet, key, block, verdicts, rater)
+    unparsed = sum(v is None for v in verdicts.values())
+    log = JudgeLog(created_at=now(), rater=rater, model=spec.model, model_args=redaction.redact(spec.model_args), model_identity=asked.identity,
+                   prompt_version=PROMPT_VERSION, both_orders=both_orders, filled=len(verdicts) - unparsed, unparsed=unparsed,
+                   model_calls=asked.calls, cache_hits=asked.hits, answers=answers)
+    log_path = out.with_name(out.name + ".judge.json")
+    write_all([(out, grid_writer(out, header, grid_rows, rating_columns, key.criteria, key.shows)), (log_path, model_writer(log))])
+    return JudgeResult(out, log_path, len(verdicts) - unparsed, unparsed, asked.calls, asked.hits)
+
+
+def check_rater_name(rater: str) -> None:
+    if not rater.strip() or "[" in rater or "]" in rater:
+        raise HarnessError(f"--rater-name '{rater}': give a non-empty name without '[' or ']'.")
+
+
+@dataclass
+class Asked:
+    graded: list[grading.Graded]
+    identity: dict[str, Any]  # the judge's cache identity, secrets redacted
+    calls: int
+    hits: int
+
+
+def ask_judge(spec: lifecycle.ModelSpec, grader: Grader, items: Sequence[Any], cache_path: Path | None, use_cache: bool) -> Asked:
+    """Every item graded by the judge `spec` through the response cache (a re-judged sheet is free)."""
+    # a judge serves no run, so it gets no task context
     models = lifecycle.open_models({"judge": spec}, lifecycle.open_cache(cache_path, use_cache), None, {"judge": "--judge-args"})
     model = models["judge"]
     try:
-        graded = grading.grade(grader, rows, model.generate)
+        graded = grading.grade(grader, items, model.generate)
         identity = redaction.redact(model.cache_identity())
     finally:
         lifecycle.close_models(models)
-    answers, verdicts = _verdicts(rows, graded)
-    header, grid_rows, rating_columns = _filled_grid(sheet, key, block, verdicts, rater)
-    unparsed = sum(v is None for v in verdicts.values())
-    log = JudgeLog(created_at=now(), rater=rater, model=spec.model, model_args=redaction.redact(spec.model_args), model_identity=identity,
-                   prompt_version=PROMPT_VERSION, both_orders=both_orders, filled=len(verdicts) - unparsed, unparsed=unparsed,
-                   model_calls=model.calls, cache_hits=model.hits, answers=answers)
-    log_path = out.with_name(out.name + ".judge.json")
-    write_all([(out, grid_writer(out, header, grid_rows, rating_columns, key.criteria, key.shows)), (log_path, model_writer(log))])
-    return JudgeResult(out, log_path, len(verdicts) - unparsed, unparsed, model.calls, model.hits)
+    return Asked(graded, identity, model.calls, model.hits)
 
 
 def _judge_block(sheet: Sheet, key: ABKey, rater: str) -> Block | None:
     """The existing empty block labelled `rater` to fill, or None to append one; a rated one is refused."""
     for block in sheet.blocks:
         if block.label == rater:
-            if any(sheet.grid.get(r, c).strip() for r in sheet.rows.values() for c in block.columns):
+            if any(sheet.grid.get(r, c).strip() not in ("", NOT_ASKED) for r in sheet.rows.values() for c in block.columns):
                 raise HarnessError(f"{sheet.grid.path}: rater '{rater}' already has ratings; pass another --rater-name or judge the exported sheet.")
             return block
     return None

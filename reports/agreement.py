@@ -4,6 +4,8 @@ Ratings are integer category codes 0..k-1 in a float array with NaN for "not rat
 skipped an item (an LLM judge whose answer could not be parsed) is handled as missing data, not as a
 category.
 
+- Percent agreement: the share of agreeing pairs among all pairs of ratings of one item by two raters
+  (for two raters, the share of the items both rated on which they agree).
 - Cohen's kappa (two raters, unweighted): (p_o - p_e) / (1 - p_e) on the items both rated, p_e from each
   rater's own marginals (Cohen 1960).
 - Krippendorff's alpha: 1 - D_o / D_e from the coincidence matrix (Krippendorff 2011, "Computing
@@ -11,14 +13,26 @@ category.
   difference function: nominal (0/1), ordinal (rank-based, from the marginal frequencies) or interval
   (squared difference of the codes).
 
-Both return NaN where the statistic is undefined (no item rated twice, or no variation at all: every
-rating in one category gives p_e = 1 and D_e = 0).
+All return NaN where the statistic is undefined (no item rated twice; for kappa and alpha also no
+variation at all: every rating in one category gives p_e = 1 and D_e = 0).
 """
 from __future__ import annotations
 
 import numpy as np
 
 LEVELS = ("nominal", "ordinal", "interval")
+
+
+def percent_agreement(ratings) -> float:
+    """Agreeing pairs / pairs, over the pairs of raters who both rated an item, of a (raters, items) array."""
+    data = np.asarray(ratings, dtype=float)
+    agreeing = pairs = 0
+    for i in range(data.shape[0]):
+        for j in range(i + 1, data.shape[0]):
+            both = ~np.isnan(data[i]) & ~np.isnan(data[j])
+            pairs += int(both.sum())
+            agreeing += int((data[i][both] == data[j][both]).sum())
+    return agreeing / pairs if pairs else float("nan")
 
 
 def cohen_kappa(first, second, categories: int) -> float:

@@ -9,6 +9,15 @@ project's rubric: the grader `esc_eval_judge.JUDGE`, which the esc-eval metrics 
 it after each dialogue; an answer without a readable score is missing, never 0.
 
     --task-args language=en|zh rounds=5 seeker_temperature=0.0 seeker_max_tokens=256 cards=high|test
+                prompt=plain|compeer
+
+`prompt=compeer` makes the model under test answer in COMPEER's controllable empathetic reasoning format
+(`tasks/compeer_reasoning.py`): it gets that system prompt (English or Chinese, as the cards) before the
+dialogue and up to 768 new tokens; each answer is parsed, and only the parsed response goes on as its turn -
+what the seeker sees next, what the model itself sees of its earlier turns and what the judge scores -
+never the thinking; the turn's `details["compeer"]` keeps the raw output and the parse, and the outcome counts
+the answers that broke the format (`compeer_format_errors`). The default (`plain`) is unchanged: no system
+prompt, the reply as written.
 """
 from __future__ import annotations
 
@@ -18,6 +27,8 @@ from typing import Any, ClassVar, Sequence
 from harness.contract import (Ask, ChatRequest, DataFile, Dataset, DialogueResult, DialogueTask, DialogueTurn,
                               GenerationConfig, Message, Sample)
 from harness.errors import HarnessError
+
+from tasks import compeer_reasoning
 
 from . import esc_eval_judge as judging
 from .esc_eval_reference import load_cards
@@ -42,6 +53,9 @@ SEEKER_SYSTEM = {
 }
 
 
+MODEL_PROMPTS = ("plain", compeer_reasoning.MODE)  # how the model under test is prompted (`prompt=`)
+
+
 class ESCEvalTask(DialogueTask):
     """ESC-Eval: a role-play seeker from a role card talks with the model; a judge scores 7 dimensions 0-4."""
 
@@ -63,7 +77,7 @@ class ESCEvalTask(DialogueTask):
     prompt_version = f"esc-eval-seeker/1+{judging.PROMPT_VERSION}"
 
     def __init__(self, language: str = "en", rounds: Any = 5, seeker_temperature: Any = 0.0, seeker_max_tokens: Any = 256,
-                 cards: str = "high"):
+                 cards: str = "high", prompt: str = "plain"):
         self.language = judging.normalize_language(str(language))
         try:
             self.rounds, self.seeker_max_tokens = int(rounds), int(seeker_max_tokens)
@@ -75,6 +89,9 @@ class ESCEvalTask(DialogueTask):
         if cards not in ("high", "test"):
             raise HarnessError(f"esc-eval: cards must be 'high' (the full set) or 'test' (the three demo cards), got '{cards}'.")
         self.cards = cards
+        if prompt not in MODEL_PROMPTS:
+            raise HarnessError(f"esc-eval: prompt must be one of {', '.join(MODEL_PROMPTS)} (e.g. --task-args prompt=compeer), got '{prompt}'.")
+        self.prompt = prompt
 
     def load(self, split: str, data_dir: Path) -> list[Sample]:
         return [Sample(id=f"esc-eval/{self.language}/{self.cards}/{card.id}", history=(), reference="",
@@ -94,11 +111,28 @@ class ESCEvalTask(DialogueTask):
         """The model under test sees the dialogue only: no card, no system prompt, its greeting as its own turn."""
         return ChatRequest(messages=tuple(Message(role="user" if t.role == "seeker" else "assistant", content=t.text) for t in turns))
 
+    def compeer_request(self, turns: Sequence[DialogueTurn]) -> ChatRequest:
+        """`prompt=compeer`: the COMPEER system prompt, then the dialogue as in `supporter_request` (its own earlier
+        turns are their parsed responses: it never sees its thinking again)."""
+        system = Message(role="system", content=compeer_reasoning.dialogue_system_prompt(self.language))
+        return ChatRequest(messages=(system, *self.supporter_request(turns).messages),
+                           generation=GenerationConfig(max_tokens=compeer_reasoning.MAX_TOKENS))
+
+    def _reply(self, turns: Sequence[DialogueTurn], ask: Ask) -> DialogueTurn:
+        """The model under test's next turn: its reply as written, or in compeer mode the parsed response only."""
+        if self.prompt == compeer_reasoning.MODE:
+            text, details = compeer_reasoning.dialogue_reply(ask("model", self.compeer_request(turns)).text)
+            return DialogueTurn(role="supporter", text=text, details=details)
+        return DialogueTurn(role="supporter", text=ask("model", self.supporter_request(turns)).text.strip())
+
     # ----------------------------------------------------------------- playing
 
     def play(self, sample: Sample, ask: Ask) -> DialogueResult:
         turns = [DialogueTurn(role="supporter", text=GREETING[self.language], details={"greeting": True})]
         for _ in range(self.rounds):
             turns.append(DialogueTurn(role="seeker", text=ask("seeker", self.seeker_request(sample, turns)).text.strip()))
-            turns.append(DialogueTurn(role="supporter", text=ask("model", self.supporter_request(turns)).text.strip()))
-        return DialogueResult(turns=turns, outcome={"language": self.language, "rounds": self.rounds})
+            turns.append(self._reply(turns, ask))
+        outcome: dict[str, Any] = {"language": self.language, "rounds": self.rounds}
+        if self.prompt == compeer_reasoning.MODE:
+            outcome["compeer_format_errors"] = sum(not t.details["compeer"]["format_ok"] for t in turns if "compeer" in t.details)
+        return DialogueResult(turns=turns, outcome=outcome)

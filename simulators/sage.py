@@ -17,7 +17,15 @@ dialogue is never lost. The prompts are this project's own, written from the pap
 Chinese and English (the scenario's language is detected unless `language=` is given).
 
     --task-args max_turns=10 language=auto|zh|en retries=2 agent_temperature=0.0 agent_max_tokens=512
-                reply_max_tokens=256
+                reply_max_tokens=256 prompt=plain|compeer
+
+`prompt=compeer` makes the model under test answer in COMPEER's controllable empathetic reasoning format
+(`tasks/compeer_reasoning.py`): that system prompt (in the scenario's language) replaces `SUPPORTER_SYSTEM`,
+with up to 768 new tokens; each answer is parsed and only the parsed response goes on as its turn - what the
+agent reads, reasons about and answers, and what the model itself sees of its earlier turns - never the
+thinking; the turn's `details["compeer"]` keeps the raw output and the parse (beside the agent's reaction),
+and the outcome counts the answers that broke the format (`compeer_format_errors`). The default (`plain`) is
+unchanged.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from harness.contract import (Ask, ChatRequest, DataFile, Dataset, DialogueResul
                               GenerationConfig, Message, Sample)
 from harness.datafiles import read_text
 from harness.errors import HarnessError
+from tasks import compeer_reasoning
 
 _REPO = "https://raw.githubusercontent.com/Tencent/digitalhuman/6dcfa78b6556e7398a82809e383bd60a67fe19eb/SAGE/profile"
 PROFILE_FILE = "simulator_profile_withfirsttalk.jsonl"
@@ -137,6 +146,9 @@ def parse_reasoning(text: str) -> dict[str, Any]:
             "feeling": feeling.group(1).strip() if feeling else ""}
 
 
+MODEL_PROMPTS = ("plain", compeer_reasoning.MODE)  # how the model under test is prompted (`prompt=`)
+
+
 class SageTask(DialogueTask):
     """SAGE: a sentient agent with a hidden emotion talks with the model; score = mean final emotion."""
 
@@ -152,7 +164,7 @@ class SageTask(DialogueTask):
     prompt_version = "sage-prompts-v1"
 
     def __init__(self, max_turns: Any = 10, language: str = "auto", retries: Any = 2, agent_temperature: Any = 0.0,
-                 agent_max_tokens: Any = 512, reply_max_tokens: Any = 256):
+                 agent_max_tokens: Any = 512, reply_max_tokens: Any = 256, prompt: str = "plain"):
         try:
             self.max_turns, self.retries = int(max_turns), int(retries)
             self.agent_temperature = float(agent_temperature)
@@ -164,6 +176,9 @@ class SageTask(DialogueTask):
         if language not in ("auto", "zh", "en"):
             raise HarnessError(f"sage: language must be auto, zh or en, got '{language}'.")
         self.language = language
+        if prompt not in MODEL_PROMPTS:
+            raise HarnessError(f"sage: prompt must be one of {', '.join(MODEL_PROMPTS)} (e.g. --task-args prompt=compeer), got '{prompt}'.")
+        self.prompt = prompt
 
     # ----------------------------------------------------------------- data
 
@@ -191,9 +206,20 @@ class SageTask(DialogueTask):
     # ----------------------------------------------------------------- requests
 
     def supporter_request(self, turns: list[DialogueTurn], language: str) -> ChatRequest:
-        messages = [Message(role="system", content=SUPPORTER_SYSTEM[language])]
+        compeer = self.prompt == compeer_reasoning.MODE  # COMPEER's prompt instead; its earlier turns are their responses only
+        system = compeer_reasoning.dialogue_system_prompt(language) if compeer else SUPPORTER_SYSTEM[language]
+        messages = [Message(role="system", content=system)]
         messages += [Message(role="user" if t.role == "seeker" else "assistant", content=t.text) for t in turns]
-        return ChatRequest(messages=tuple(messages))
+        extra = {"generation": GenerationConfig(max_tokens=compeer_reasoning.MAX_TOKENS)} if compeer else {}
+        return ChatRequest(messages=tuple(messages), **extra)
+
+    def _reply(self, turns: list[DialogueTurn], language: str, ask: Ask) -> DialogueTurn:
+        """The model under test's next turn: its reply as written, or in compeer mode the parsed response only."""
+        output = ask("model", self.supporter_request(turns, language)).text
+        if self.prompt == compeer_reasoning.MODE:
+            text, details = compeer_reasoning.dialogue_reply(output)
+            return DialogueTurn(role="supporter", text=text, details=details)
+        return DialogueTurn(role="supporter", text=output.strip())
 
     def _card(self, sample: Sample, language: str, emotion: int, turns: list[DialogueTurn]) -> str:
         label = LABELS[language]
@@ -243,8 +269,7 @@ class SageTask(DialogueTask):
         end = "turn_limit"
         agent_turns = 1  # the opening counts, as in the released code
         while agent_turns < self.max_turns:
-            reply = ask("model", self.supporter_request(turns, language)).text.strip()
-            turns.append(DialogueTurn(role="supporter", text=reply))
+            turns.append(self._reply(turns, language, ask))
             step = self.reason(sample, language, emotion, turns, ask)
             # the agent's reaction is recorded on the reply it reacts to
             reaction: dict[str, Any] = {"thought": step["thought"], "feeling": step["feeling"], "attempts": step["attempts"]}
@@ -259,7 +284,7 @@ class SageTask(DialogueTask):
             emotion = max(0, min(100, emotion + change))
             trajectory.append(emotion)
             reaction.update(change=change, emotion=emotion, band=band(emotion))
-            turns[-1] = turns[-1].model_copy(update={"details": reaction})
+            turns[-1] = turns[-1].model_copy(update={"details": {**turns[-1].details, **reaction}})
             if emotion >= 100:
                 end = "success"
             elif emotion < 10:
@@ -275,4 +300,6 @@ class SageTask(DialogueTask):
                 break
         outcome = {"final_emotion": emotion, "end": end, "trajectory": trajectory, "rounds": sum(t.role == "supporter" for t in turns),
                    "malformed_steps": malformed, "language": language, "max_turns": self.max_turns}
+        if self.prompt == compeer_reasoning.MODE:
+            outcome["compeer_format_errors"] = sum(not t.details["compeer"]["format_ok"] for t in turns if "compeer" in t.details)
         return DialogueResult(turns=turns, outcome=outcome)

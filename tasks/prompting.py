@@ -14,6 +14,12 @@ A task picks its modes with two task options (`--task-args prompt=...,shots=...`
                       transcript as for ``fires``.
     ``flexible-cot``  the paper's "Flexible CoT" baseline: think only about the aspects that help,
                       then respond; FIRES format, transcript as for ``fires``.
+    ``compeer``       COMPEER's controllable empathetic reasoning (Wang et al. 2025; `tasks/compeer_reasoning.py`):
+                      three labelled steps (history analysis with the support stage, emotional state,
+                      one of eight Hill-based strategies) in ``<think>``, then ``<response>``; this
+                      project's own system prompt (the paper's are not public), transcript as for
+                      ``fires``, `COMPEER_MAX_TOKENS` (768) new tokens, parsed by
+                      `compeer_reasoning.parse_compeer_output`.
 
 `shots` (default 0)
     k demonstrations, each the history of another sample and its reference response, drawn from the
@@ -48,12 +54,18 @@ from harness.errors import HarnessError
 
 from . import OPTIONAL_RESPONSE_METRICS, RESPONSE_METRICS
 
-PROMPT_MODES = ("plain", "fires", "fixed-cot", "flexible-cot")
+PROMPT_MODES = ("plain", "fires", "fixed-cot", "flexible-cot", "compeer")
 THINKING_MODES = ("fires", "fixed-cot", "flexible-cot")  # answers in the FIRES output format
+COMPEER_MODE = "compeer"  # <think> three COMPEER steps </think><response> ... </response> (tasks/compeer_reasoning.py)
 ASPECTS = ("visual_scene", "emotion", "situation", "response_strategy")
 
 # Thinking plus response need more room than a bare reply (the plain mode keeps the contract's default).
 THINKING_MAX_TOKENS = 512
+# A COMPEER answer has three steps with six labelled fields and a free-text "Why" before the reply (the FIRES
+# modes: up to four short aspects). A thought cut by max_tokens leaves no reply, scored as an empty response, so
+# the budget is 1.5 times THINKING_MAX_TOKENS: an English answer of ~250 words is ~330 tokens, a Chinese one of
+# ~400 characters ~300-450 with common tokenizers, and longer-winded general models still fit.
+COMPEER_MAX_TOKENS = 768
 
 # Reproduced verbatim from the FIRES paper (section 3.4.1): the FIRES checkpoints were trained with
 # exactly this system prompt, so it must not be reworded.
@@ -93,7 +105,8 @@ class PromptOptions:
 
     @property
     def thinking(self) -> bool:
-        return self.prompt in THINKING_MODES
+        """Does the answer hold a thinking before the response (every mode but ``plain``)?"""
+        return self.prompt in THINKING_MODES or self.prompt == COMPEER_MODE
 
 
 # --------------------------------------------------------------------------- demonstrations
@@ -171,6 +184,10 @@ def system_prompt(options: PromptOptions, roles: Roles, plain_system: str) -> st
         return plain_system
     if options.prompt == "fires":
         return FIRES_SYSTEM_PROMPT
+    if options.prompt == COMPEER_MODE:
+        from . import compeer_reasoning  # (it builds on this module's parser)
+
+        return compeer_reasoning.system_prompt(roles)
     return cot_system_prompt(roles, flexible=options.prompt == "flexible-cot")
 
 
@@ -213,7 +230,7 @@ def build_request(options: PromptOptions, roles: Roles, plain_system: str, histo
             text = (_demo_intro(len(demos), roles, True) + "\n\n" + _demonstrations(demos, roles, True)
                     + "\n\nNow the conversation to answer:\n" + text)
         turns = [Message(role="system", content=system), Message(role="user", content=text)]
-        generation = GenerationConfig(max_tokens=THINKING_MAX_TOKENS)
+        generation = GenerationConfig(max_tokens=COMPEER_MAX_TOKENS if options.prompt == COMPEER_MODE else THINKING_MAX_TOKENS)
     if images:
         last_user = max((i for i, m in enumerate(turns) if m.role == "user"), default=len(turns) - 1)
         turns[last_user] = turns[last_user].model_copy(update={"images": tuple(images)})
@@ -324,6 +341,10 @@ def parse_thinking_output(output: str) -> ParsedOutput:
 
 
 def parse_output(options: PromptOptions, output: str) -> ParsedOutput:
+    if options.prompt == COMPEER_MODE:
+        from . import compeer_reasoning
+
+        return compeer_reasoning.parse_compeer_output(output)
     if options.thinking:
         return parse_thinking_output(output)
     return ParsedOutput(response=output.strip())

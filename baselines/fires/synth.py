@@ -34,13 +34,13 @@ sample order). The same command again resumes: rows on disk and the dropped inst
 again, and every teacher answer goes through the response cache (`--cache`), so nothing answered is paid
 for twice. A truncated last line (a kill mid-write) is cut off and its instance asked again (from the cache
 when it was answered); a damaged line elsewhere is one error naming file:line. A folder made with another
-teacher, variant, prompt, dataset or setting is refused with one line (the cache options may change).
+teacher, variant, prompt, dataset or setting is refused with one line (the cache options may change). This
+machinery is `baselines/teacherjob.py`, shared with `harness train compeer-data`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +48,17 @@ from typing import Any, Sequence
 
 import click
 
-from harness import options, store
+from harness import options
 from harness.cache import CachedModel
-from harness.contract import ChatRequest, GenerationConfig, Message, Sample
+from harness.contract import ChatRequest, GenerationConfig, Message, ModelOutput, Sample
 from harness.errors import HarnessError
-from harness.lifecycle import Folder, ModelSpec, close_models, now, open_cache, open_models
-from harness.redaction import redact, secrets_of
-from harness.runner import IDENTITY_FREE, load_samples, load_task
+from harness.lifecycle import Folder, now
+from harness.redaction import secrets_of
+from harness.runner import load_samples, load_task
 from tasks import frames as video_frames
 from tasks import prompting
 
+from .. import teacherjob
 from . import data
 from .data import MANIFEST, ROWS, VARIANTS, SynthManifest, SynthRow
 from .demonstrations import Demonstration, resolve
@@ -65,7 +66,7 @@ from .demonstrations import Demonstration, resolve
 PAPER_TEACHER = "gpt-4o-2024-11-20"  # the teacher of the FIRES data
 MAX_FRAMES = video_frames.MAX_FRAMES  # the paper's cap on keyframes per instance (16)
 MAX_TOKENS = prompting.THINKING_MAX_TOKENS
-RETRY_TEMPERATURE = 0.7
+RETRY_TEMPERATURE = teacherjob.RETRY_TEMPERATURE
 QUOTE_MIN_WORDS = 5  # a gold reply this long found verbatim in an answer breaks it
 SPLIT = "train"
 LABELS = {"visual_scene": "Visual Scene", "emotion": "Emotion", "situation": "Situation", "response_strategy": "Response Strategy"}
@@ -184,9 +185,7 @@ def user_prompt(sample: Sample, images: Sequence[str]) -> str:
 
 def generation(attempt: int) -> GenerationConfig:
     """Attempt 0 at temperature 0; a retry (attempt k) at RETRY_TEMPERATURE with seed k, so the cache key differs."""
-    if attempt == 0:
-        return GenerationConfig(max_tokens=MAX_TOKENS)
-    return GenerationConfig(temperature=RETRY_TEMPERATURE, max_tokens=MAX_TOKENS, seed=attempt)
+    return teacherjob.retry_generation(GenerationConfig(max_tokens=MAX_TOKENS), attempt)
 
 
 def build_request(system: str, sample: Sample, images: Sequence[str], attempt: int = 0) -> ChatRequest:
@@ -317,7 +316,7 @@ def _percent(x: float) -> str:
 def summary_lines(manifest: SynthManifest, calls: int, hits: int) -> list[str]:
     retries = manifest.retries
     lines = [f"fires-synth ({manifest.variant}): {manifest.kept} of {manifest.instances} instances kept, {len(manifest.dropped)} dropped, "
-             f"{retries} {'retry' if retries == 1 else 'retries'}; teacher requests this time: {calls + hits} ({hits} from the cache, {calls} asked)"]
+             f"{retries} {'retry' if retries == 1 else 'retries'}; {teacherjob.requests_line(calls, hits)}"]
     stats = manifest.statistics
     if stats.get("rows") and manifest.variant != "free":
         for aspect in prompting.ASPECTS:
@@ -338,76 +337,22 @@ def summary_lines(manifest: SynthManifest, calls: int, hits: int) -> list[str]:
 
 # --------------------------------------------------------------------------- the dataset folder
 
+KIND = teacherjob.Kind(recipe="fires-synth", manifest=MANIFEST, rows=ROWS, read_manifest=data.read_manifest, parse_row=data.parse_row,
+                       data_noun="MESC files", job="synthesis")
+
 
 def read_existing_rows(path: Path) -> tuple[list[SynthRow], int]:
     """The rows of a data.jsonl being resumed, and the bytes they take: a last line without its newline (a
     kill mid-write) is left out (the caller cuts it off); any other line that is not a row is one error."""
-    if not path.is_file():
-        return [], 0
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    complete = lines[:-1]  # the part after the last newline is a torn write, if anything
-    rows: list[SynthRow] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
-        row = data.parse_row(line, path, number, "fix or delete the line (its instance is asked again), or start over in another --out")
-        if row.id in seen:
-            raise HarnessError(f"{path}:{seen[row.id]} and :{number} both hold {row.id}; delete one of the lines and run again.")
-        seen[row.id] = number
-        rows.append(row)
-    good = len(raw) - len(lines[-1])
-    return rows, good
+    return KIND.read_existing_rows(path)
 
 
 def _check_same(out: Path, recorded: SynthManifest, given: SynthManifest) -> None:
     """A folder is resumed only by the command that made it (the cache options aside)."""
-    where = f"--out {out} holds a fires-synth dataset made with"
-    advice = "run the command that made it, or give another --out."
     if recorded.variant != given.variant:
-        raise HarnessError(f"{where} --variant {recorded.variant}, not {given.variant}; {advice}")
-    strip = lambda teacher: {k: v for k, v in teacher.get("identity", {}).items() if k not in IDENTITY_FREE}
-    was, now_is = strip(recorded.teacher), strip(given.teacher)
-    if recorded.teacher.get("model") != given.teacher.get("model"):
-        raise HarnessError(f"{where} another teacher ('{recorded.teacher.get('model')}', not '{given.teacher.get('model')}'); {advice}")
-    if was != now_is:
-        fields = ", ".join(sorted(k for k in set(was) | set(now_is) if was.get(k) != now_is.get(k)))
-        raise HarnessError(f"{where} another teacher ('{recorded.teacher.get('model')}' with other {fields}); {advice}")
-    if recorded.data != given.data:
-        raise HarnessError(f"{where} other MESC files (sha256 differ); resume it with the same data, or give another --out.")
-    if recorded.prompt_sha256 != given.prompt_sha256:
-        raise HarnessError(f"{where} another prompt (prompt_sha256 {recorded.prompt_sha256[:12]}..., now {given.prompt_sha256[:12]}...: "
-                           f"the instructions or demonstrations changed); give another --out.")
-    for key in sorted(set(recorded.config) | set(given.config)):
-        if recorded.config.get(key) != given.config.get(key):
-            raise HarnessError(f"{where} {key} = {json.dumps(recorded.config.get(key))}, not {json.dumps(given.config.get(key))}; {advice}")
-
-
-class _RowWriter:
-    """Appends one row per line to data.jsonl, each on disk (fsync) before the next instance is counted done."""
-
-    def __init__(self, path: Path, keep_bytes: int):
-        self.path = path
-        self._fh = open(path, "ab", buffering=0)
-        if os.fstat(self._fh.fileno()).st_size != keep_bytes:
-            os.ftruncate(self._fh.fileno(), keep_bytes)  # a torn last line, from a kill mid-write
-
-    def write(self, row: SynthRow) -> None:
-        left = memoryview((row.model_dump_json() + "\n").encode("utf-8"))
-        try:
-            while left:
-                written = self._fh.write(left)
-                if not written:
-                    raise OSError(28, "No space left on device")
-                left = left[written:]
-            os.fsync(self._fh.fileno())
-        except OSError as exc:
-            raise HarnessError(f"{self.path}: cannot write a row ({exc.strerror or exc}); the rows before it are kept - "
-                               "fix the disk and run the same command again (it resumes).") from None
-
-    def close(self) -> None:
-        self._fh.close()
+        raise HarnessError(f"--out {out} holds a fires-synth dataset made with --variant {recorded.variant}, not {given.variant}; "
+                           "run the command that made it, or give another --out.")
+    KIND.check_same(out, recorded, given)
 
 
 # --------------------------------------------------------------------------- the synthesis
@@ -431,14 +376,7 @@ def synthesise(teacher: str, teacher_args: dict[str, Any], out: Path, variant: s
     if max_frames < 0:
         raise HarnessError(f"--max-frames must be 0 or more, got {max_frames}.")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HarnessError(f"--out {out} is a file; give a folder (new, empty, or a fires-synth dataset to resume).")
-    recorded: SynthManifest | None = None
-    if out.is_dir():
-        if (out / MANIFEST).exists():
-            recorded = data.read_manifest(out)
-        elif any(p.name != store.LOCK for p in out.iterdir()):
-            raise HarnessError(f"--out {out} is a folder that is not a fires-synth dataset (no {MANIFEST}); give a new or empty folder.")
+    recorded: SynthManifest | None = KIND.recorded(out)
     task = load_task("mesc", {} if frames_dir is None else {"frames_dir": frames_dir})
     samples, folder, hashes = load_samples(task, SPLIT, data_dir, limit)
     demos = resolve(task.load(SPLIT, folder), folder)
@@ -446,40 +384,27 @@ def synthesise(teacher: str, teacher_args: dict[str, Any], out: Path, variant: s
     frames_root = task.frames_root if task.frames_root is not None and task.frames_root.is_dir() else None
     config = {"split": SPLIT, "limit": limit, "retries": retries, "max_frames": max_frames,
               "frames_dir": str(frames_root.resolve()) if frames_root else None,
-              "generation": {"first": generation(0).model_dump(), "retry": {**generation(1).model_dump(), "seed": "the attempt number"}},
+              "generation": teacherjob.generation_record(generation(0)),
               "demonstrations": [d.sample_id for _, d in demos]}
     config = json.loads(json.dumps(config))  # as synth.json gives it back (lists, not tuples), to compare on resume
-    spec = ModelSpec.parse(teacher, teacher_args)
-    models = open_models({"teacher": spec}, open_cache(cache_path, use_cache), None, {"teacher": "--teacher-args"})
-    model = models["teacher"]
-    try:
-        given = SynthManifest(variant=variant, teacher={"model": spec.model, "args": redact(spec.model_args), "identity": redact(model.cache_identity())},
+    with teacherjob.open_teacher(teacher, teacher_args, cache_path, use_cache) as (spec, model):
+        given = SynthManifest(variant=variant, teacher=teacherjob.teacher_record(spec, model),
                               prompt_sha256=hashlib.sha256(system.encode("utf-8")).hexdigest(), config=config,
                               data={"split": SPLIT, "files": hashes}, instances=len(samples), started_at=now())
         if recorded is not None:
             _check_same(out, recorded, given)
             _check_rows(out / ROWS, samples, variant)  # a damaged file is refused before anything is written
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HarnessError(f"--out {out}: cannot make the folder ({exc.strerror or exc}); give a folder you can write to.") from None
+        teacherjob.make_folder(out)
         header = given if recorded is None else recorded.model_copy(update={"instances": len(samples)})
         dataset = Folder(out, MANIFEST, header)
         with dataset.working(secrets_of(spec.model_args)):
             _work(dataset, model, system, task, samples, variant, retries, max_frames)
         return Result(out, dataset.header, model.calls, model.hits)
-    finally:
-        close_models(models)
 
 
 def _check_rows(path: Path, samples: Sequence[Sample], variant: str) -> tuple[list[SynthRow], int]:
     """The rows on disk (see `read_existing_rows`), each an instance of this synthesis and of its variant."""
-    existing, good_bytes = read_existing_rows(path)
-    order = {s.id for s in samples}
-    strangers = [r.id for r in existing if r.id not in order]
-    if strangers:
-        raise HarnessError(f"{path}: holds {strangers[0]}, which is not one of the {len(samples)} instances of this synthesis; "
-                           "restore the file or give another --out.")
+    existing, good_bytes = KIND.check_rows(path, [s.id for s in samples])
     wrong = [r for r in existing if r.variant != variant]
     if wrong:
         raise HarnessError(f"{path}: {wrong[0].id} is a '{wrong[0].variant}' row in a '{variant}' dataset; restore the file or give another --out.")
@@ -489,73 +414,34 @@ def _check_rows(path: Path, samples: Sequence[Sample], variant: str) -> tuple[li
 def _work(dataset: Folder, model: CachedModel, system: str, task, samples: Sequence[Sample], variant: str, retries: int, max_frames: int) -> None:
     path = dataset.path / ROWS
     existing, good_bytes = _check_rows(path, samples, variant)  # again, now that the folder is locked
-    order = {s.id: i for i, s in enumerate(samples)}
-    rows: dict[str, SynthRow] = {r.id: r for r in existing}
-    dropped: list[dict[str, Any]] = [d for d in dataset.header.dropped if d.get("id") in order and d.get("id") not in rows]
+    seen: dict[str, tuple[list[str], list[str]]] = {}
 
-    def counts(**extra: Any) -> None:
-        dataset.write_header(kept=len(rows), dropped=sorted(dropped, key=lambda d: order[d["id"]]),
-                             retries=sum(r.attempts - 1 for r in rows.values()) + sum(d.get("attempts", 1) - 1 for d in dropped), **extra)
+    def frames(sample: Sample) -> tuple[list[str], list[str]]:
+        """(the frames the task attaches, the keyframes the teacher sees), read once per instance."""
+        if sample.id not in seen:
+            found = list(task.images(sample))
+            seen[sample.id] = (found, video_frames.pick_evenly(found, max_frames))
+        return seen[sample.id]
 
-    counts()
-    done = set(rows) | {d["id"] for d in dropped}
-    todo = [s for s in samples if s.id not in done]
-    writer = _RowWriter(path, good_bytes)
-    try:
-        chunk = max(1, min(model.batch_size, 64))
-        for start in range(0, len(todo), chunk):
-            _chunk(todo[start:start + chunk], model, system, task, variant, retries, max_frames, writer, rows, dropped, counts)
-            counts()
-    finally:
-        writer.close()
-    kept = sorted(rows.values(), key=lambda r: order[r.id])
-    counts()
+    def build(sample: Sample, attempt: int) -> ChatRequest:
+        return build_request(system, sample, frames(sample)[1], attempt)
+
+    def read(sample: Sample, output: ModelOutput, attempt: int) -> SynthRow | teacherjob.Broken:
+        reading = read_answer(variant, output.text, sample.reference)
+        if reading.thinking is None:
+            return teacherjob.Broken(reading.reason or "broken answer")
+        images, shown = frames(sample)
+        return SynthRow(id=sample.id, variant=variant, history=list(sample.history), reference=sample.reference,
+                        labels=hints_of(sample), images=images, teacher_images=shown, thinking=reading.thinking,
+                        teacher_output=output.text, target=data.target_of(reading.thinking, sample.reference),
+                        aspects=reading.aspects, attempts=attempt + 1)
+
+    def counts(rows: dict[str, SynthRow], dropped: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"kept": len(rows), "dropped": dropped,
+                "retries": sum(r.attempts - 1 for r in rows.values()) + sum(d.get("attempts", 1) - 1 for d in dropped)}
+
+    kept = teacherjob.fill(dataset, path, model, samples, lambda s: s.id, existing, good_bytes, build, read, retries, counts)
     dataset.finish(statistics=statistics(kept))
-
-
-def _chunk(part: Sequence[Sample], model: CachedModel, system: str, task, variant: str, retries: int, max_frames: int,
-           writer: _RowWriter, rows: dict[str, SynthRow], dropped: list[dict[str, Any]], counts) -> None:
-    """Asks about a few instances at once (the teacher's batch), retries the broken answers, and writes each
-    instance's row (or its drop) in sample order as soon as it and those before it are settled."""
-    images = [list(task.images(s)) for s in part]
-    shown = [video_frames.pick_evenly(found, max_frames) for found in images]
-    settled: list[SynthRow | dict[str, Any] | None] = [None] * len(part)
-    written = 0
-
-    def commit() -> None:
-        nonlocal written
-        while written < len(part) and settled[written] is not None:
-            item = settled[written]
-            if isinstance(item, SynthRow):
-                writer.write(item)
-                rows[item.id] = item
-            else:
-                dropped.append(item)
-                counts()
-            written += 1
-
-    pending = list(range(len(part)))
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        requests = [build_request(system, part[i], shown[i], attempt) for i in pending]
-        broken: list[int] = []
-        for position, output in model.stream(requests):
-            i = pending[position]
-            sample = part[i]
-            reading = read_answer(variant, output.text, sample.reference)
-            if reading.thinking is not None:
-                settled[i] = SynthRow(id=sample.id, variant=variant, history=list(sample.history), reference=sample.reference,
-                                      labels=hints_of(sample), images=images[i], teacher_images=shown[i], thinking=reading.thinking,
-                                      teacher_output=output.text, target=data.target_of(reading.thinking, sample.reference),
-                                      aspects=reading.aspects, attempts=attempt + 1)
-            elif attempt == retries:
-                settled[i] = {"id": sample.id, "reason": reading.reason, "attempts": attempt + 1}
-            else:
-                broken.append(i)
-            commit()
-        pending = sorted(broken)
-    commit()
 
 
 # --------------------------------------------------------------------------- the command
