@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harness.errors import HarnessError, first_line
 
@@ -61,6 +61,39 @@ def markdown_table(settings: Mapping[str, Setting]) -> str:
 def help_lines(settings: Mapping[str, Setting]) -> str:
     """The settings for a command's --help (click keeps \\b paragraphs as they are)."""
     return "\b\n" + "\n".join(f"{name} = {s.value!r}  ({s.source})" for name, s in settings.items())
+
+
+# --------------------------------------------------------------------------- input files
+
+
+def jsonl_objects(path: Path, keys: Sequence[str], types: tuple[type, ...], type_name: str):
+    """(line number, "file:line", object) for each non-blank line of a JSONL file of objects that hold `keys`,
+    each of one of `types`; anything else (not a file, not UTF-8, not JSON, not an object, a missing key or a
+    value of another type) is one HarnessError naming the file and line."""
+    shape = "{" + ", ".join(f'"{k}"' for k in keys) + "}"
+    if not Path(path).is_file():
+        raise HarnessError(f"{path}: not a file; give a JSONL file of {shape} lines.")
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HarnessError(f"{where}: not UTF-8 text.") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{where}: not JSON ({exc.msg}, column {exc.colno}).") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{where}: a JSON object with {', '.join(keys)} expected, got {type(row).__name__}.")
+            for key in keys:
+                if key not in row:
+                    raise HarnessError(f"{where}: missing '{key}' (each line needs {', '.join(keys)}).")
+                if not isinstance(row[key], types):
+                    raise HarnessError(f"{where}: '{key}' must be a {type_name}, got {type(row[key]).__name__}.")
+            yield number, where, row
 
 
 # --------------------------------------------------------------------------- batch arithmetic
@@ -180,6 +213,15 @@ def trainable_report(model: Any) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     vision_trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and any(part in n for part in _VISION_PARTS))
     return {"trainable": trainable, "total": total, "vision_trainable": vision_trainable}
+
+
+def conversation_dataset(records: Sequence[dict[str, Any]], vision: bool):
+    """A datasets.Dataset of TRL conversational rows; a vision model's "images" column (file paths) is decoded to
+    images lazily, as rows are read."""
+    from datasets import Dataset, Image, Sequence as Many
+
+    dataset = Dataset.from_list(list(records))
+    return dataset.cast_column("images", Many(Image())) if vision else dataset
 
 
 # --------------------------------------------------------------------------- logging and checkpoints

@@ -414,41 +414,22 @@ SHOWN = ("reward", "reweighted", "s_in", "s_hist", "tau")
 def read_groups(path: Path) -> list[tuple[int, Group]]:
     """(line number, group) of each JSONL line {"outputs", "history", "rewards"}; any problem is one HarnessError
     line naming file:line."""
-    if not path.is_file():
-        raise HarnessError(f"{path}: not a file; give a JSONL file of {{\"outputs\": [...], \"history\": [...], \"rewards\": [...]}} lines.")
+    from baselines.trainkit import jsonl_objects
+
     groups = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise HarnessError(f"{where}: not UTF-8 text.") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{where}: not JSON ({exc.msg}, column {exc.colno}).") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{where}: a JSON object with {', '.join(KEYS)} expected, got {type(row).__name__}.")
-            for key in KEYS:
-                if key not in row:
-                    raise HarnessError(f"{where}: missing '{key}' (each line needs {', '.join(KEYS)}).")
-                if not isinstance(row[key], list):
-                    raise HarnessError(f"{where}: '{key}' must be a list, got {type(row[key]).__name__}.")
-            for key in ("outputs", "history"):
-                for k, t in enumerate(row[key]):
-                    if not isinstance(t, str):
-                        raise HarnessError(f"{where}: {key}[{k}] must be a string, got {type(t).__name__}.")
-            for k, r in enumerate(row["rewards"]):
-                if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
-                    raise HarnessError(f"{where}: rewards[{k}] must be a finite number, got {json.dumps(r)}.")
-            if not row["outputs"]:
-                raise HarnessError(f"{where}: 'outputs' is empty (a group has at least one output).")
-            if len(row["outputs"]) != len(row["rewards"]):
-                raise HarnessError(f"{where}: {len(row['outputs'])} outputs but {len(row['rewards'])} rewards (one reward per output).")
-            groups.append((number, Group(row["outputs"], row["history"], [float(r) for r in row["rewards"]])))
+    for number, where, row in jsonl_objects(path, KEYS, (list,), "list"):
+        for key in ("outputs", "history"):
+            for k, t in enumerate(row[key]):
+                if not isinstance(t, str):
+                    raise HarnessError(f"{where}: {key}[{k}] must be a string, got {type(t).__name__}.")
+        for k, r in enumerate(row["rewards"]):
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+                raise HarnessError(f"{where}: rewards[{k}] must be a finite number, got {json.dumps(r)}.")
+        if not row["outputs"]:
+            raise HarnessError(f"{where}: 'outputs' is empty (a group has at least one output).")
+        if len(row["outputs"]) != len(row["rewards"]):
+            raise HarnessError(f"{where}: {len(row['outputs'])} outputs but {len(row['rewards'])} rewards (one reward per output).")
+        groups.append((number, Group(row["outputs"], row["history"], [float(r) for r in row["rewards"]])))
     if not groups:
         raise HarnessError(f"{path}: no groups to reweight (empty file).")
     return groups

@@ -26,8 +26,6 @@ INIT = "init"  # the merged SFT model inside the GRPO checkpoint folder (train.j
 
 
 def grpo_dataset(rows: Sequence[data.SynthRow], vision: bool, frames: bool):
-    from datasets import Dataset, Image, Sequence as Many
-
     records = []
     for row in rows:
         prompt, images = prompt_messages(row, vision, frames)
@@ -36,10 +34,7 @@ def grpo_dataset(rows: Sequence[data.SynthRow], vision: bool, frames: bool):
         if vision:
             record["images"] = images
         records.append(record)
-    dataset = Dataset.from_list(records)
-    if vision:
-        dataset = dataset.cast_column("images", Many(Image()))
-    return dataset
+    return trainkit.conversation_dataset(records, vision)
 
 
 def initial_policy(init: str, ablation: str, dtype: str, trust_remote_code: bool, pixels: int | None) -> tuple[trainkit.Policy, dict[str, Any] | None]:

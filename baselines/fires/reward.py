@@ -238,30 +238,9 @@ SHOWN = ("reward", "format_ok", "rouge_l", "diff_epitome", "support_skill")
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The JSONL rows {"completion", "reference", "context"}; any problem is one HarnessError naming file:line."""
-    if not path.is_file():
-        raise HarnessError(f"{path}: not a file; give a JSONL file of {{\"completion\", \"reference\", \"context\"}} lines.")
-    rows = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise HarnessError(f"{where}: not UTF-8 text.") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{where}: not JSON ({exc.msg}, column {exc.colno}).") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{where}: a JSON object with {', '.join(KEYS)} expected, got {type(row).__name__}.")
-            for key in KEYS:
-                if key not in row:
-                    raise HarnessError(f"{where}: missing '{key}' (each line needs {', '.join(KEYS)}).")
-                if not isinstance(row[key], str):
-                    raise HarnessError(f"{where}: '{key}' must be a string, got {type(row[key]).__name__}.")
-            rows.append({"line": number, **{k: row[k] for k in KEYS}})
+    from baselines.trainkit import jsonl_objects
+
+    rows = [{"line": number, **{k: row[k] for k in KEYS}} for number, _, row in jsonl_objects(path, KEYS, (str,), "string")]
     if not rows:
         raise HarnessError(f"{path}: no lines to score (empty file).")
     return rows

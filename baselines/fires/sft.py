@@ -45,8 +45,6 @@ def completion_message(text: str, vision: bool) -> list[dict[str, Any]]:
 
 
 def sft_dataset(rows: Sequence[data.SynthRow], vision: bool, frames: bool, drop_aspect: str | None):
-    from datasets import Dataset, Image, Sequence as Many
-
     records = []
     for row in rows:
         prompt, images = prompt_messages(row, vision, frames)
@@ -55,10 +53,7 @@ def sft_dataset(rows: Sequence[data.SynthRow], vision: bool, frames: bool, drop_
         if vision:
             record["images"] = images
         records.append(record)
-    dataset = Dataset.from_list(records)
-    if vision:
-        dataset = dataset.cast_column("images", Many(Image()))
-    return dataset
+    return trainkit.conversation_dataset(records, vision)
 
 
 def train(data_dir: Path, base: str, output_dir: Path, ablation: str = "none", given: dict[str, Any] | None = None,
