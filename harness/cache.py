@@ -161,6 +161,12 @@ class CachedModel(StreamingChatModel):
     def adapters(self) -> tuple[str, ...]:
         return self.inner.adapters()
 
+    def grader_for(self, grader):
+        return self.inner.grader_for(grader)
+
+    def facts(self) -> dict[str, Any]:
+        return self.inner.facts()
+
     def check_adapters(self, requests: Sequence[ChatRequest]) -> None:
         """A request naming an adapter the model does not have is refused before anything is asked."""
         named = {r.adapter for r in requests if r.adapter is not None}

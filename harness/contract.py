@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 # --------------------------------------------------------------------------- samples
 
@@ -115,6 +115,16 @@ class ChatModel(ABC):
         """Names a request may choose with `ChatRequest.adapter` (hf: its LoRA adapters; vllm: LoRARequests)."""
         return ()
 
+    def grader_for(self, grader: "Grader") -> "Grader":
+        """The grader this model is asked with in `grader`'s place. A judge trained on its own prompts
+        (ESC-RANK: one LoRA per dimension) brings its own requests and parsing; every other model keeps it."""
+        return grader
+
+    def facts(self) -> dict[str, Any]:
+        """What run.json records about this model beyond its identity, not part of the cache key (ESC-RANK:
+        the prompt files read, with their sha256, and the score parsing rule)."""
+        return {}
+
     @abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
         """One output per request, in order."""
@@ -179,6 +189,12 @@ class Task(ABC):
 
     @abstractmethod
     def build_request(self, sample: Sample) -> ChatRequest: ...
+
+    def provenance(self) -> dict[str, Any]:
+        """What the task read besides its dataset that changes its requests (files outside the data folder
+        and their sha256), once `load` has run; recorded in run.json (`task_provenance`) and checked on
+        resume. {} for most tasks."""
+        return {}
 
     def parse_response(self, output: str) -> "ParsedOutput":
         """The response to score, from the raw model output. Never raises: a malformed output is a
@@ -320,6 +336,15 @@ class RoleRecord(BaseModel):
     model: str
     model_args: dict[str, Any] = {}  # secrets redacted
     model_identity: dict[str, Any] = {}
+    facts: dict[str, Any] = {}  # the adapter's `facts()`: e.g. ESC-RANK's prompt files (sha256) and parse rule
+
+    @model_serializer(mode="wrap")
+    def _without_empty_facts(self, handler: Any) -> dict[str, Any]:
+        """A role whose adapter reports no facts is written as before (run.json unchanged for it)."""
+        data = handler(self)
+        if not data.get("facts"):
+            data.pop("facts", None)
+        return data
 
 
 class RunHeader(BaseModel):
@@ -337,6 +362,7 @@ class RunHeader(BaseModel):
     limit: int | None = None
     metrics: list[str]
     data: dict[str, str] = {}  # dataset file -> sha256
+    task_provenance: dict[str, Any] = {}  # what the task read besides its dataset (Task.provenance: e.g. prompt files -> sha256)
     git_revision: str | None = None
     packages: dict[str, str] = {}
     started_at: str

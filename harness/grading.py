@@ -37,6 +37,12 @@ def graders_of(metrics: Sequence[Metric]) -> list[Grader]:
     return list(found.values())
 
 
+def bind(graders: Sequence[Grader], models: dict[str, Any]) -> list[Grader]:
+    """Each grader as the model of its role asks it: a judge with prompts of its own (ESC-RANK) replaces
+    the grader with its own (`ChatModel.grader_for`); any other model keeps it."""
+    return [models[g.role].grader_for(g) if g.role in models else g for g in graders]
+
+
 def grade(grader: Grader, items: Sequence[Any], answer: Answer) -> list[Graded]:
     """Every aspect of every item, asked in one go (the model batches or sends them concurrently)."""
     asked = [grader.requests(item) for item in items]

@@ -222,10 +222,15 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
     if folder is not None and folder.header.data != hashes:
         raise HarnessError(f"--resume: the dataset files changed since {folder.path} was started; resume with the same data or start a new run.")
+    provenance = task.provenance()
+    if folder is not None and folder.header.task_provenance != provenance:
+        raise HarnessError(f"--resume: what the task read besides its data changed since {folder.path} was started (run.json task_provenance); "
+                           "resume with the same files or start a new run.")
     dialogue_task = task if isinstance(task, DialogueTask) else None
     context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=seed)
     # before any folder is made: bad model args leave nothing behind
     models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
+    graders = grading.bind(graders, models)  # a judge with its own prompts (ESC-RANK) asks them
     digest = store.samples_digest(config.task, config.split, [s.id for s in samples])
     try:
         if folder is not None:
@@ -237,9 +242,10 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             header = RunHeader(
                 run_id="", task=config.task, task_args=config.task_args, model=config.model,
                 model_args=redact(config.model_args), model_identity=redact(models["model"].cache_identity()), split=config.split,
-                seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, git_revision=git_revision(),
+                seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, task_provenance=provenance, git_revision=git_revision(),
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
-                roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=redact(models[name].cache_identity()))
+                roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=redact(models[name].cache_identity()),
+                                        facts=models[name].facts())
                        for name, role in roles.items() if name != "model"},
                 prompt_version=dialogue_task.prompt_version if dialogue_task else None, resamples=resamples, samples_digest=digest,
             )
@@ -386,7 +392,9 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
         raise HarnessError(f"give the model of the {missing[0]} (--role {missing[0]}=MODEL, e.g. --role {missing[0]}=openai:gpt-4o).")
     models = open_models(dict(roles), open_cache(cache_path, use_cache))
     try:
-        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()))
+        graders = grading.bind(graders, models)  # a judge with its own prompts (ESC-RANK) asks them
+        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()),
+                                                        facts=models[name].facts())
                                        for name, spec in roles.items()}}
         header = source.model_copy(update={
             "run_id": "", "metrics": [m.name for m in metrics], "roles": recorded, "source": source_note,

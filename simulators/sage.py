@@ -17,7 +17,13 @@ dialogue is never lost. The prompts are this project's own, written from the pap
 Chinese and English (the scenario's language is detected unless `language=` is given).
 
     --task-args max_turns=10 language=auto|zh|en retries=2 agent_temperature=0.0 agent_max_tokens=512
-                reply_max_tokens=256 prompt=plain|compeer
+                reply_max_tokens=256 prompt=plain|compeer prompts=harness|released sage_repo=PATH
+
+`prompts=released,sage_repo=PATH` plays the agent with the prompts of the released code instead, read from
+the user's clone of Tencent/digitalhuman, and follows the released loop (`simulators/sage_released.py`:
+what is read, the rules, the released code's defects worked around); its file hashes go to run.json's
+`task_provenance`. The agent's two steps then get `agent_max_tokens` and `reply_max_tokens` of 2048 unless
+given (the released reply step writes its analysis before the message).
 
 `prompt=compeer` makes the model under test answer in COMPEER's controllable empathetic reasoning format
 (`tasks/compeer_reasoning.py`): that system prompt (in the scenario's language) replaces `SUPPORTER_SYSTEM`,
@@ -39,6 +45,9 @@ from harness.contract import (Ask, ChatRequest, DataFile, Dataset, DialogueResul
 from harness.datafiles import read_text
 from harness.errors import HarnessError
 from tasks import compeer_reasoning
+
+from . import sage_released
+from .sage_released import ReleasedPrompts
 
 _REPO = "https://raw.githubusercontent.com/Tencent/digitalhuman/6dcfa78b6556e7398a82809e383bd60a67fe19eb/SAGE/profile"
 PROFILE_FILE = "simulator_profile_withfirsttalk.jsonl"
@@ -147,6 +156,9 @@ def parse_reasoning(text: str) -> dict[str, Any]:
 
 
 MODEL_PROMPTS = ("plain", compeer_reasoning.MODE)  # how the model under test is prompted (`prompt=`)
+AGENT_PROMPTS = ("harness", "released")  # whose prompts the agent (and the supporter's system prompt) follow (`prompts=`)
+RELEASED_MAX_TOKENS = 2048
+_UNSET: Any = object()  # a token limit not given: the mode's default
 
 
 class SageTask(DialogueTask):
@@ -164,11 +176,24 @@ class SageTask(DialogueTask):
     prompt_version = "sage-prompts-v1"
 
     def __init__(self, max_turns: Any = 10, language: str = "auto", retries: Any = 2, agent_temperature: Any = 0.0,
-                 agent_max_tokens: Any = 512, reply_max_tokens: Any = 256, prompt: str = "plain"):
+                 agent_max_tokens: Any = _UNSET, reply_max_tokens: Any = _UNSET, prompt: str = "plain", prompts: str = "harness",
+                 sage_repo: Any = None):
+        if prompts not in AGENT_PROMPTS:
+            raise HarnessError(f"sage: prompts must be harness or released (e.g. --task-args prompts=released,sage_repo=PATH), got '{prompts}'.")
+        released = prompts == "released"
+        if released and not sage_repo:
+            raise HarnessError("sage: prompts=released needs sage_repo=PATH, your clone of the released SAGE code "
+                               f"({sage_released.CLONE_HINT}).")
+        if sage_repo and not released:
+            raise HarnessError("sage: sage_repo= is read with prompts=released only; add prompts=released or drop sage_repo.")
+        if released and language == "en":
+            raise HarnessError("sage: the released prompts are Chinese; drop language=en with prompts=released.")
+        default_agent, default_reply = (RELEASED_MAX_TOKENS, RELEASED_MAX_TOKENS) if released else (512, 256)
         try:
             self.max_turns, self.retries = int(max_turns), int(retries)
             self.agent_temperature = float(agent_temperature)
-            self.agent_max_tokens, self.reply_max_tokens = int(agent_max_tokens), int(reply_max_tokens)
+            self.agent_max_tokens = int(default_agent if agent_max_tokens is _UNSET else agent_max_tokens)
+            self.reply_max_tokens = int(default_reply if reply_max_tokens is _UNSET else reply_max_tokens)
         except (TypeError, ValueError):
             raise HarnessError("sage: max_turns, retries, agent_max_tokens and reply_max_tokens must be whole numbers, agent_temperature a number.") from None
         if self.max_turns < 2 or self.retries < 0:
@@ -179,10 +204,26 @@ class SageTask(DialogueTask):
         if prompt not in MODEL_PROMPTS:
             raise HarnessError(f"sage: prompt must be one of {', '.join(MODEL_PROMPTS)} (e.g. --task-args prompt=compeer), got '{prompt}'.")
         self.prompt = prompt
+        self.prompts, self.sage_repo = prompts, sage_repo
+        self._released: ReleasedPrompts | None = None
+        if released:  # the released loop's turn limit is part of what the published numbers mean
+            suffix = "" if self.max_turns == sage_released.RELEASED_MAX_TURNS else f"+max_turns={self.max_turns}"
+            self.prompt_version = sage_released.PROMPT_VERSION + suffix  # type: ignore[misc]
+
+    def released(self) -> ReleasedPrompts:
+        """The released prompts, read from the clone once (at `load`, before any model is opened)."""
+        if self._released is None:
+            self._released = sage_released.read_clone(self.sage_repo)
+        return self._released
+
+    def provenance(self) -> dict[str, Any]:
+        return self.released().provenance() if self.prompts == "released" else {}
 
     # ----------------------------------------------------------------- data
 
     def load(self, split: str, data_dir: Path) -> list[Sample]:
+        if self.prompts == "released":
+            self.released()  # a missing or malformed clone fails before anything runs
         path = data_dir / PROFILE_FILE
         samples = []
         # split on "\n" only: str.splitlines would break inside texts holding Unicode line separators
@@ -199,6 +240,8 @@ class SageTask(DialogueTask):
         return samples
 
     def language_of(self, sample: Sample) -> str:
+        if self.prompts == "released":
+            return "zh"
         if self.language != "auto":
             return self.language
         return "zh" if is_chinese(sample.labels["first_talk"] + sample.labels["player"]) else "en"
@@ -207,7 +250,10 @@ class SageTask(DialogueTask):
 
     def supporter_request(self, turns: list[DialogueTurn], language: str) -> ChatRequest:
         compeer = self.prompt == compeer_reasoning.MODE  # COMPEER's prompt instead; its earlier turns are their responses only
-        system = compeer_reasoning.dialogue_system_prompt(language) if compeer else SUPPORTER_SYSTEM[language]
+        if compeer:
+            system = compeer_reasoning.dialogue_system_prompt(language)
+        else:
+            system = self.released().supporter if self.prompts == "released" else SUPPORTER_SYSTEM[language]
         messages = [Message(role="system", content=system)]
         messages += [Message(role="user" if t.role == "seeker" else "assistant", content=t.text) for t in turns]
         extra = {"generation": GenerationConfig(max_tokens=compeer_reasoning.MAX_TOKENS)} if compeer else {}
@@ -261,6 +307,8 @@ class SageTask(DialogueTask):
         return parsed
 
     def play(self, sample: Sample, ask: Ask) -> DialogueResult:
+        if self.prompts == "released":
+            return self._play_released(sample, ask)
         language = self.language_of(sample)
         emotion = START_EMOTION
         turns = [DialogueTurn(role="seeker", text=sample.labels["first_talk"], details={"emotion": emotion, "opening": True})]
@@ -300,6 +348,67 @@ class SageTask(DialogueTask):
                 break
         outcome = {"final_emotion": emotion, "end": end, "trajectory": trajectory, "rounds": sum(t.role == "supporter" for t in turns),
                    "malformed_steps": malformed, "language": language, "max_turns": self.max_turns}
+        if self.prompt == compeer_reasoning.MODE:
+            outcome["compeer_format_errors"] = sum(not t.details["compeer"]["format_ok"] for t in turns if "compeer" in t.details)
+        return DialogueResult(turns=turns, outcome=outcome)
+
+    # ----------------------------------------------------------------- the released loop (prompts=released)
+
+    def _agent_request(self, content: str, max_tokens: int, reminders: int = 0) -> ChatRequest:
+        messages = [Message(role="user", content=content)]
+        messages += [Message(role="user", content=sage_released.REMINDER) for _ in range(reminders)]
+        return ChatRequest(messages=tuple(messages), generation=GenerationConfig(temperature=self.agent_temperature, max_tokens=max_tokens))
+
+    def _play_released(self, sample: Sample, ask: Ask) -> DialogueResult:
+        """The released loop (simulators/sage_released.py): the same outcome and turn shapes as `play`."""
+        prompts = self.released()
+        player, scene = sample.labels["player"], sample.labels["scene"]
+        emotion = START_EMOTION
+        turns = [DialogueTurn(role="seeker", text=sample.labels["first_talk"], details={"emotion": emotion, "opening": True})]
+        history: list[tuple[str, str]] = [("user", sample.labels["first_talk"])]  # as the released prompts show it
+        trajectory = [emotion]
+        malformed = 0
+        end = "turn_limit"
+        agent_turns = 1  # the opening counts
+        while agent_turns < self.max_turns:
+            turns.append(self._reply(turns, "zh", ask))
+            history.append(("assistant", turns[-1].text))
+            attempts = []
+            for reminders in range(self.retries + 1):
+                request = self._agent_request(prompts.planning_prompt(player, scene, emotion, history), self.agent_max_tokens, reminders)
+                attempts.append(ask("seeker", request).text)
+                planning = sage_released.parse_planning(attempts[-1])
+                if planning["change"] is not None:
+                    break
+            reaction: dict[str, Any] = {"thought": planning["activity"], "feeling": planning["analyse"], "content": planning["content"],
+                                        "target_completion": planning["TargetCompletion"], "attempts": len(attempts)}
+            if planning["change"] is None:
+                malformed += 1
+                change = 0
+                reaction.update(malformed=True, raw=attempts[-1])
+            else:
+                change = planning["change"]
+                if change != planning["stated_change"]:
+                    reaction["stated_change"] = planning["stated_change"]
+            emotion = min(100, emotion + change)  # the released cap; no floor (it ends below 10 before reaching 0)
+            trajectory.append(emotion)
+            reaction.update(change=change, emotion=emotion, band=band(emotion))
+            turns[-1] = turns[-1].model_copy(update={"details": {**turns[-1].details, **reaction}})
+            output = ask("seeker", self._agent_request(prompts.reply_prompt(player, scene, emotion, history, planning), self.reply_max_tokens)).text
+            plan, text = sage_released.parse_reply(output)
+            agent_turns += 1
+            turns.append(DialogueTurn(role="seeker", text=text, details={"emotion": emotion, "reply_plan": plan}))
+            history.append(("user", text))
+            if emotion >= 100:
+                end = "success"
+            elif emotion < 10:
+                end = "failure"
+            elif sage_released.said_goodbye(text):
+                end = "goodbye"
+            if end != "turn_limit":
+                break
+        outcome = {"final_emotion": emotion, "end": end, "trajectory": trajectory, "rounds": sum(t.role == "supporter" for t in turns),
+                   "malformed_steps": malformed, "language": "zh", "max_turns": self.max_turns, "prompts": "released"}
         if self.prompt == compeer_reasoning.MODE:
             outcome["compeer_format_errors"] = sum(not t.details["compeer"]["format_ok"] for t in turns if "compeer" in t.details)
         return DialogueResult(turns=turns, outcome=outcome)
