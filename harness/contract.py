@@ -404,9 +404,23 @@ class SampleRecord(BaseModel):
     usage: dict[str, int] = {}  # tokens, as the adapter reported them
     scores: dict[str, float] = {}  # per-sample values of the metrics that have them
     # multi-turn tasks: the whole dialogue, and what it came to (SAGE {"final_emotion", "end",
-    # "trajectory"}; ESC-Eval {"judge": {dimension: 0-4 or None}, "judge_raw": {...}})
+    # "trajectory"}; ESC-Eval {"judge": {dimension: 0-4 or None}, "judge_raw": {...}}; graded by a panel of
+    # judges: {"judge": {dimension: the judges' mean}, "judge_panel": {role: that judge's own outcome}})
     dialogue: list[DialogueTurn] | None = None
     outcome: dict[str, Any] = {}
+
+
+class PanelAgreement(BaseModel):
+    """How far the judges of a panel agree (summary.json `agreement`, keyed by the grader's name): several
+    models in one grader's role (`--judge A --judge B`: roles judge, judge2, ...), each asked every aspect of
+    every item. Per aspect, Krippendorff's alpha (harness.agreement) over the items, the judges as raters and
+    a missing score as missing data, with a percentile bootstrap interval over items."""
+
+    judges: list[str]  # the panel's roles in order (judge, judge2, ...); run.json `roles` names their models
+    level: Literal["nominal", "ordinal", "interval"] = "ordinal"
+    alpha: dict[str, float | None] = {}  # aspect -> alpha; None where undefined (no item rated twice, no variation)
+    intervals: dict[str, tuple[float, float]] = {}  # aspect -> 95% bootstrap interval (resampling items)
+    items: dict[str, int] = {}  # aspect -> items that at least two judges scored
 
 
 class Summary(BaseModel):
@@ -422,6 +436,16 @@ class Summary(BaseModel):
     empty_outputs: int = 0  # samples whose model output was empty or whitespace only (scored as "")
     usage: dict[str, int] = {}  # token usage summed over samples
     missing: dict[str, int] = {}  # per metric: samples left out for want of a value (unparseable judge scores)
+    # grader name -> the agreement of its judge panel; only runs graded by a panel have it (left out otherwise,
+    # so a single-judge run's summary.json is as before)
+    agreement: dict[str, PanelAgreement] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_agreement(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("agreement"):
+            data.pop("agreement", None)
+        return data
 
 
 # --------------------------------------------------------------------------- training records (on disk)

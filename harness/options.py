@@ -8,7 +8,8 @@ command (the engine's and the plugins').
     --cache FILE / --no-cache    the response cache
     --resamples N        bootstrap resamples behind every interval and paired test (0: none)
     --role NAME=SPEC / --role-args NAME=ARGS    the model of a role (seeker, judge, ...); --seeker and
-                         --judge (with --seeker-args, --judge-args) are short forms
+                         --judge (with --seeker-args, --judge-args) are short forms; --judge repeated is a
+                         panel of judges, roles judge, judge2, judge3 ... (--judge-args once per judge, in order)
 
 An old name keeps working for one release, with a deprecation line on stderr.
 """
@@ -96,11 +97,19 @@ def roles(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(*args: Any, role: tuple[str, ...], role_args: tuple[str, ...], seeker: str | None, seeker_args: str | None,
-                judge: str | None, judge_args: str | None, **kwargs: Any) -> Any:
+                judge: tuple[str, ...], judge_args: tuple[str, ...], **kwargs: Any) -> Any:
+        if judge_args and not judge:
+            raise HarnessError("--judge-args given without its model; name the model too (e.g. --role judge=openai:gpt-4o).")
+        if len(judge_args) > len(judge):
+            raise HarnessError(f"--judge-args given {len(judge_args)} times for {len(judge)} --judge; give it once per judge, "
+                               f"in the judges' order (or --role-args judge2=... for one judge).")
+        judges = panel_names(len(judge))
         given = [_split_role(text, "--role") for text in role]
-        given += [(name, spec) for name, spec in (("seeker", seeker), ("judge", judge)) if spec]
+        given += [(name, spec) for name, spec in (("seeker", seeker),) if spec]
+        given += list(zip(judges, judge))
         arg_texts = [_split_role(text, "--role-args") for text in role_args]
-        arg_texts += [(name, text) for name, text in (("seeker", seeker_args), ("judge", judge_args)) if text]
+        arg_texts += [(name, text) for name, text in (("seeker", seeker_args),) if text]
+        arg_texts += [(name, text) for name, text in zip(judges, judge_args) if text]
         specs: dict[str, str] = {}
         for name, spec in given:
             if name in specs and specs[name] != spec:
@@ -116,8 +125,10 @@ def roles(f: Callable) -> Callable:
         return f(*args, **kwargs)
 
     for decl in (
-        click.option("--judge-args", hidden=True, help="Short for --role-args judge=ARGS."),
-        click.option("--judge", hidden=False, help="Short for --role judge=SPEC."),
+        click.option("--judge-args", hidden=True, multiple=True,
+                     help="Short for --role-args judge=ARGS; with several --judge, once per judge in order."),
+        click.option("--judge", hidden=False, multiple=True,
+                     help="Short for --role judge=SPEC; repeat it for a panel: the second is role judge2, the third judge3 ..."),
         click.option("--seeker-args", hidden=True, help="Short for --role-args seeker=ARGS."),
         click.option("--seeker", hidden=False, help="Short for --role seeker=SPEC."),
         click.option("--role-args", "role_args", multiple=True, help="Options of a role's adapter: NAME=k=v,k2=v2 (repeatable)."),
@@ -125,6 +136,11 @@ def roles(f: Callable) -> Callable:
     ):
         wrapper = decl(wrapper)
     return wrapper
+
+
+def panel_names(count: int, role: str = "judge") -> list[str]:
+    """The roles of `count` judges given with --judge: judge, judge2, judge3 ..."""
+    return [role if i == 0 else f"{role}{i + 1}" for i in range(count)]
 
 
 def _split_role(text: str, option_name: str) -> tuple[str, str]:

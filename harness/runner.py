@@ -2,6 +2,7 @@
 one, and re-grading stored records with another judge. Folders and models follow `lifecycle`."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -183,6 +184,8 @@ def role_specs(task: Task, graders: Sequence[Grader], config: RunConfig) -> dict
     of the graders its metrics read. Roles not given are played by the model under test."""
     declared = list(task.roles) if isinstance(task, DialogueTask) else []
     declared += [g.role for g in graders if g.role not in declared]
+    # a grader's role may be a panel: judge, judge2, judge3 ... (grading.panel_roles)
+    declared += [r for g in graders for r in grading.panel_roles(g.role, config.roles)[1:] if r not in declared]
     unknown = [name for name in config.roles if name not in declared]
     if unknown:
         if not declared:
@@ -230,7 +233,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=seed)
     # before any folder is made: bad model args leave nothing behind
     models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
-    graders = grading.bind(graders, models)  # a judge with its own prompts (ESC-RANK) asks them
+    graders = grading.bind(grading.panels(graders, roles), models)  # a judge with its own prompts (ESC-RANK) asks them
     digest = store.samples_digest(config.task, config.split, [s.id for s in samples])
     try:
         if folder is not None:
@@ -383,7 +386,8 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
     graders = grading.graders_of(metrics)
     if not graders:
         raise HarnessError(f"none of the metrics {', '.join(metric_names)} is graded by a model; use `harness score RUN_DIR` to rescore.")
-    wanted = {g.role for g in graders}
+    graders = grading.panels(graders, roles)  # judge, judge2 ...: a panel
+    wanted = {member.role for g in graders for member in getattr(g, "members", [g])}
     unknown = sorted(set(roles) - wanted)
     if unknown:
         raise HarnessError(f"no grader asks a '{unknown[0]}'; the roles to give are {', '.join(sorted(wanted))}.")
@@ -393,7 +397,9 @@ def regrade(source: RunHeader, records: Sequence[SampleRecord], metric_names: Se
     models = open_models(dict(roles), open_cache(cache_path, use_cache))
     try:
         graders = grading.bind(graders, models)  # a judge with its own prompts (ESC-RANK) asks them
-        recorded = {**source.roles, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()),
+        # the source's own panel judges (judge2 ...) did not grade this run
+        kept = {name: r for name, r in source.roles.items() if not any(re.fullmatch(re.escape(g.role) + r"\d+", name) for g in graders)}
+        recorded = {**kept, **{name: RoleRecord(model=spec.model, model_args=redact(spec.model_args), model_identity=redact(models[name].cache_identity()),
                                                         facts=models[name].facts())
                                        for name, spec in roles.items()}}
         header = source.model_copy(update={

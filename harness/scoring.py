@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .contract import Metric, SampleRecord, ScoredPair, Summary
 from .errors import HarnessError
-from . import registry, uncertainty
+from . import grading, registry, uncertainty
 
 
 def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Metric]:
@@ -85,11 +85,14 @@ def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs:
     per_sample = {m.name: [r.scores[m.name] for r in ordered] for m in metrics if m.per_sample}
     bounds = uncertainty.intervals(metrics, pairs or [], per_sample, resamples, seed) if resamples > 0 else {}
     bounds = {k: v for k, v in bounds.items() if k in values and all(math.isfinite(x) for x in v)}
+    # a judge panel's agreement per aspect (records graded by several judges: `grading` panels)
+    agreement = {g.name: found for g in grading.graders_of(metrics)
+                 if (found := grading.panel_agreement(g.name, [r.outcome for r in ordered], resamples, seed)) is not None}
     return Summary(n=len(ordered), metrics=values, metric_info={m.name: {"description": m.description, **m.info()} for m in metrics},
                    intervals=bounds, bootstrap={"resamples": resamples, "seed": seed, "confidence": uncertainty.CONFIDENCE,
                               "method": {m.name: uncertainty.interval_method(m) for m in metrics}} if bounds else {},
                    format_errors=sum(not r.format_ok for r in ordered), empty_outputs=sum(not (r.output or "").strip() for r in ordered),
-                   usage=usage, missing=missing)
+                   usage=usage, missing=missing, agreement=agreement)
 
 
 def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord], resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> tuple[list[SampleRecord], Summary]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness import registry, scoring, store, uncertainty
-from harness.contract import DialogueTask, Metric, MetricValue, ScoredPair, SampleRecord
+from harness.contract import ChatModel, DialogueTask, Metric, MetricValue, ScoredPair, SampleRecord
 from harness.errors import HarnessError
 from harness.leaderboard import RunEntry, collect_runs
 
@@ -149,11 +149,43 @@ def signature(entry: RunEntry, metric: str) -> tuple[tuple[str, str], ...]:
     dialogue_roles = _dialogue_roles(entry.header.task)
     if dialogue_roles is not None:  # a dialogue's every number depends on who played each role
         roles |= set(dialogue_roles) | set(getattr(entry.header, "roles", None) or {})
+    # a grader's role played by a panel (judge, judge2 ...) is one item, the judges' sorted identities:
+    # the same panel in any order is the same variant
+    for role in sorted(set(_graded_by(metric))):
+        panel = panel_of(entry, role)
+        if len(panel) > 1:
+            roles -= set(panel)
+            items.append((f"{role}_panel", "+".join(sorted(judge_identity(entry, r) for r in panel))))
     items += [(role, role_model(entry, role)) for role in sorted(roles) if role not in dict(items)]
     version = getattr(entry.header, "prompt_version", None)
     if version and roles:  # ... and on the roles' prompts
         items.append(("prompt_version", _norm(version)))
     return tuple(items)
+
+
+def panel_of(entry: RunEntry, role: str) -> list[str]:
+    """The roles of `role`'s panel in the run (judge, judge2 ...); [role] for a single judge."""
+    from harness.grading import panel_roles
+
+    try:
+        return panel_roles(role, list(getattr(entry.header, "roles", None) or {}))
+    except HarnessError:
+        return [role]
+
+
+def judge_identity(entry: RunEntry, role: str) -> str:
+    """A panel judge as a published table names it: a judge that brings its own prompts (ESC-RANK's adapter
+    overrides `grader_for`) by its adapter name, since its `model` argument is only the base weights; any
+    other by its model (role_model)."""
+    record = (getattr(entry.header, "roles", None) or {}).get(role)
+    if record is not None:
+        try:
+            adapter = registry.models.get(record.model)
+        except Exception:  # not registered, or its plugin is not installed here
+            adapter = None
+        if isinstance(adapter, type) and getattr(adapter, "grader_for", None) is not ChatModel.grader_for:
+            return _norm(record.model)
+    return role_model(entry, role)
 
 
 def _dialogue_roles(task: str) -> tuple[str, ...] | None:
@@ -178,7 +210,11 @@ def _matches(match: dict[str, Any], sig: tuple[tuple[str, str], ...]) -> bool:
     have = dict(sig)
     for key, wanted in match.items():
         accepted = {_norm(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
-        if key not in have or have[key] not in accepted:
+        if key not in have:
+            return False
+        # a published table names models, not folders: a local path or hub id matches by its last part
+        # (`--seeker-args model=/models/ESC-Role` is "esc-role")
+        if have[key] not in accepted and have[key].rstrip("/").rsplit("/", 1)[-1] not in accepted:
             return False
     return True
 
@@ -280,9 +316,28 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
     # the harness's own definitions first (measured, or published with the same definition), then the
     # published-only variants, grouped by variant
     ordered = sorted(columns.values(), key=lambda c: (c.key[0] == "p", c.key[2] if c.key[0] == "p" else "", _metric_rank(seen_order, c), c.label))
-    result = Table(task, split, ordered, rows, sources=sources)
+    result = Table(task, split, ordered, rows, sources=sources, notes=panel_notes(entries))
     mark_best(result)
     return result
+
+
+def panel_notes(entries: Sequence[RunEntry]) -> list[str]:
+    """One note per run graded by a judge panel: who judged, and their agreement per aspect (summary.json
+    `agreement`: Krippendorff's alpha with its bootstrap interval over the samples)."""
+    notes = []
+    for e in entries:
+        for name, found in (getattr(e.summary, "agreement", None) or {}).items():
+            judges = ", ".join(f"{role}={judge_identity(e, role)}" for role in found.judges)
+            parts = []
+            for aspect, alpha in found.alpha.items():
+                if alpha is None:
+                    parts.append(f"{aspect} undefined")
+                    continue
+                low_high = found.intervals.get(aspect)
+                parts.append(f"{aspect} {alpha:.2f}" + (f" [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else ""))
+            notes.append(f"{e.label}: {name} panel of {len(found.judges)} ({judges}), the metrics are the judges' mean per sample; "
+                         f"Krippendorff's alpha ({found.level}) between them: " + "; ".join(parts) + ".")
+    return notes
 
 
 def _published_column(columns: dict[tuple, Column], pcol: Any, row_variant: str | None) -> tuple:

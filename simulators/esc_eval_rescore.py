@@ -3,7 +3,8 @@
 The source is a finished `esc-eval` run folder or a published transcript file (ESC-Eval's
 `reference/result/<date>/<model>_<lang>.json`). This module only reads the source into records; the
 engine's `regrade` writes a new run folder - the source is never changed - whose run.json names the
-judge and the source, and whose samples hold the same dialogues with the new judge's grades. Judge calls
+judge (or the panel of judges: judge, judge2, ...) and the source, and whose samples hold the same
+dialogues with the new grades. Judge calls
 go through the response cache: re-running the command after a kill asks nothing twice.
 """
 from __future__ import annotations
@@ -50,8 +51,10 @@ def _from_published(path: Path) -> tuple[RunHeader, list[SampleRecord]]:
     return header, records
 
 
-def rescore(source: Path, judge: ModelSpec, output_dir: Path, cache_path: Path | None = None, use_cache: bool = True,
+def rescore(source: Path, judge: ModelSpec | dict[str, ModelSpec], output_dir: Path, cache_path: Path | None = None, use_cache: bool = True,
             resamples: int = 1000, progress: bool | None = None) -> RegradeResult:
+    """`judge`: one judge, or a panel {"judge": ..., "judge2": ..., ...} (grading.panel_roles)."""
+    judges = dict(judge) if isinstance(judge, dict) else {"judge": judge}
     if source.is_dir():
         header, records = _from_run(source)
     elif source.is_file():
@@ -62,5 +65,5 @@ def rescore(source: Path, judge: ModelSpec, output_dir: Path, cache_path: Path |
         raise HarnessError(f"{source}: holds no dialogue to re-judge; give a published transcript file or a run folder with dialogues.")
     note = f"re-judged from {source.resolve().name}" + (f" (run {header.run_id})" if header.run_id else "")
     header = header.model_copy(update={"prompt_version": ESCEvalTask.prompt_version})
-    return regrade(header, records, list(ESCEvalTask.default_metrics), {"judge": judge}, output_dir, note,
+    return regrade(header, records, list(ESCEvalTask.default_metrics), judges, output_dir, note,
                    cache_path=cache_path, use_cache=use_cache, resamples=resamples, progress=progress)
