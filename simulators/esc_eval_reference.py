@@ -25,8 +25,9 @@ from harness.errors import DataError, HarnessError
 from .esc_eval_judge import CODE_TO_PAPER, normalize_language
 
 FOLDER = "esc-eval"
-_SPEAKERS = {"AI assistant": "supporter", "ESC-Role": "seeker"}
-_LINE = re.compile(r"^(AI assistant|ESC-Role)\s*[：:]\s?(.*)$", re.DOTALL)
+_SPEAKERS = {"AI assistant": "supporter", "AI assitant": "supporter", "ESC-Role": "seeker"}
+# "AI assitant" (sic): the released evaluate.py writes the label with this typo, and some released result files have it
+_LINE = re.compile(r"^(AI assistant|AI assitant|ESC-Role)\s*[：:]\s?(.*)$", re.DOTALL)
 
 # the cards' `res` field, in English
 CATEGORY_EN = {"家庭生活": "family life", "工作学习": "work and study", "社会与其他": "society and other"}

@@ -119,3 +119,12 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "card_high_en.json").write_text("[\n{oops", encoding="utf-8")
     with pytest.raises(HarnessError, match=r"card_high_en.json:2: not valid JSON"):
         load_cards(tmp_path, "en")
+
+
+def test_the_released_label_typo_is_read_as_the_supporter(tmp_path):
+    """ESC-Eval's evaluate.py writes "AI assitant：" (sic); such transcripts read as those with the right spelling."""
+    path = tmp_path / "typo_en.json"
+    path.write_text(json.dumps({"0": ["AI assitant：Hi, how are you?", "ESC-Role：Not great.", "AI assistant：Tell me more."]}), encoding="utf-8")
+    turns = read_transcripts(path)["0"]
+    assert [(t.role, t.text, t.details) for t in turns] == [("supporter", "Hi, how are you?", {"greeting": True}), ("seeker", "Not great.", {}),
+                                                           ("supporter", "Tell me more.", {})]
