@@ -96,6 +96,35 @@ def jsonl_objects(path: Path, keys: Sequence[str], types: tuple[type, ...], type
             yield number, where, row
 
 
+def versioned_row(model: type, line: str | bytes, path: Path, number: int, what: str, version: int, fix: str) -> Any:
+    """One JSONL line as a `model` row of schema `version`; anything else is one error naming file:line and `fix`."""
+    from pydantic import ValidationError
+
+    try:
+        row = model.model_validate(json.loads(line))
+    except (ValidationError, ValueError) as exc:
+        raise HarnessError(f"{path}:{number}: not a {what} row ({first_line(exc)}); {fix}.") from None
+    if row.schema_version != version:
+        raise HarnessError(f"{path}:{number}: schema version {row.schema_version}, this harness reads {version}; {fix}.")
+    return row
+
+
+def versioned_manifest(model: type, folder: Path, name: str, what: str, recipe: str, version: int) -> Any:
+    """A dataset folder's manifest file `name` as `model` of schema `version`; one error line saying how to make it."""
+    from pydantic import ValidationError
+
+    path = Path(folder) / name
+    if not path.is_file():
+        raise HarnessError(f"{folder}: not a {what} dataset ({name} missing); make one with `harness train {recipe}`.")
+    try:
+        manifest = model.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError) as exc:
+        raise HarnessError(f"{path}: not a valid {name} ({first_line(exc)}); remake the dataset with `harness train {recipe}`.") from None
+    if manifest.schema_version != version:
+        raise HarnessError(f"{path}: schema version {manifest.schema_version}, this harness reads {version}; remake it with this version.")
+    return manifest
+
+
 # --------------------------------------------------------------------------- batch arithmetic
 
 
@@ -208,11 +237,31 @@ def lora_config(model: Any, r: int, alpha: int, dropout: float):
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type="CAUSAL_LM", target_modules=lora_targets(model))
 
 
-def trainable_report(model: Any) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    vision_trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and any(part in n for part in _VISION_PARTS))
-    return {"trainable": trainable, "total": total, "vision_trainable": vision_trainable}
+def freeze_vision_tower(model: Any) -> None:
+    """Everything trainable except the vision encoder; its merger (the adapter to the language model) trains."""
+    for name, parameter in model.named_parameters():
+        parts = name.split(".")
+        if ("visual" in parts or "vision_tower" in parts) and "merger" not in parts:
+            parameter.requires_grad_(False)
+
+
+def trained_part(policy: "Policy", lora_rank: int, lora_alpha: int, lora_dropout: float = 0.0):
+    """What a recipe trains: LoRA on the language model (rank > 0: the peft config to hand to TRL; alpha 0 means
+    2 x rank), else None after freezing the vision encoder (full fine-tuning of the rest)."""
+    if lora_rank:
+        return lora_config(policy.model, lora_rank, lora_alpha or 2 * lora_rank, lora_dropout)
+    freeze_vision_tower(policy.model)
+    return None
+
+
+def save_trained(trainer: Any, policy: "Policy", folder: Path, adapter: bool) -> None:
+    """The result into the checkpoint folder: the LoRA adapter (on train.json's base model), or full weights with
+    the tokenizer / processor, which `--model hf --model-args model=DIR` loads either way."""
+    if adapter:
+        save_adapter(trainer.model, folder)
+        return
+    trainer.save_model(str(folder))
+    policy.processing_class.save_pretrained(str(folder))
 
 
 def conversation_dataset(records: Sequence[dict[str, Any]], vision: bool):
@@ -269,13 +318,6 @@ def base_identity(folder: Path) -> dict[str, Any]:
     from harness.models.weights import fingerprint, model_files
 
     return {"model": str(folder), "weights": fingerprint(model_files(Path(folder)))}
-
-
-def read_config(folder: Path) -> dict[str, Any]:
-    """A checkpoint folder's recorded recipe configuration (for --resume)."""
-    from harness.training import read_record
-
-    return read_record(Path(folder)).config
 
 
 def common_training_arguments(settings: Mapping[str, Any], out: Path, accumulation: int, steps: int | None) -> dict[str, Any]:

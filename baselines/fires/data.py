@@ -12,14 +12,13 @@ teacher saw. The schema is versioned (`SCHEMA_VERSION`); readers refuse another 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from harness.contract import Turn
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError
 
 SCHEMA_VERSION = 1
 MANIFEST = "synth.json"
@@ -70,16 +69,9 @@ class SynthManifest(BaseModel):
 
 
 def read_manifest(folder: Path) -> SynthManifest:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise HarnessError(f"{folder}: not a fires-synth dataset ({MANIFEST} missing); make one with `harness train fires-synth`.")
-    try:
-        manifest = SynthManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError) as exc:
-        raise HarnessError(f"{path}: not a valid {MANIFEST} ({first_line(exc)}); remake the dataset with `harness train fires-synth`.") from None
-    if manifest.schema_version != SCHEMA_VERSION:
-        raise HarnessError(f"{path}: schema version {manifest.schema_version}, this harness reads {SCHEMA_VERSION}; remake it with this version.")
-    return manifest
+    from baselines.trainkit import versioned_manifest
+
+    return versioned_manifest(SynthManifest, folder, MANIFEST, "fires-synth", "fires-synth", SCHEMA_VERSION)
 
 
 def read_rows(folder: Path, require_finished: bool = True) -> tuple[SynthManifest, list[SynthRow]]:
@@ -107,13 +99,9 @@ def read_rows(folder: Path, require_finished: bool = True) -> tuple[SynthManifes
 
 def parse_row(line: str | bytes, path: Path, number: int, fix: str) -> SynthRow:
     """One data.jsonl line as a row; anything else is one error naming file:line and `fix`."""
-    try:
-        row = SynthRow.model_validate(json.loads(line))
-    except (ValidationError, ValueError) as exc:
-        raise HarnessError(f"{path}:{number}: not a fires-synth row ({first_line(exc)}); {fix}.") from None
-    if row.schema_version != SCHEMA_VERSION:
-        raise HarnessError(f"{path}:{number}: schema version {row.schema_version}, this harness reads {SCHEMA_VERSION}; {fix}.")
-    return row
+    from baselines.trainkit import versioned_row
+
+    return versioned_row(SynthRow, line, path, number, "fires-synth", SCHEMA_VERSION, fix)
 
 
 def target_of(thinking: str, response: str) -> str:

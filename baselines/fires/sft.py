@@ -100,7 +100,7 @@ def train(data_dir: Path, base: str, output_dir: Path, ablation: str = "none", g
         trainer = SFTTrainer(model=policy.model, args=config, train_dataset=dataset, processing_class=policy.processing_class,
                              peft_config=lora, callbacks=[trainkit.log_callback(folder.path)])
         trainer.train(resume_from_checkpoint=trainkit.last_checkpoint(folder.path) if resume is not None else None)
-        trainkit.save_adapter(trainer.model, folder.path)
+        trainkit.save_trained(trainer, policy, folder.path, adapter=True)
         folder.finish()
     log(f"{folder.path}: fires-sft finished ({len(rows)} rows, ablation {ablation}); evaluate it with\n  {folder.header.evaluate['command']}")
     return folder.path

