@@ -38,7 +38,7 @@ def main() -> None:
         start = time.perf_counter()
         _, _, batched = scorer.score(cands, refs, batch_size=bertscore.BATCH_SIZE)
         times["bert-score batched"].append(time.perf_counter() - start)
-        bertscore._memo.clear()
+        bertscore.clear_memos()
         start = time.perf_counter()
         per_pair = bertscore.score_pairs(backbone, cands, refs)
         times["harness per pair"].append(time.perf_counter() - start)

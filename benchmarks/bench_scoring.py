@@ -162,7 +162,7 @@ def forget_loaded_models() -> None:
 
     lexical._tokens.clear()
     lexical._meteor_memo.clear()
-    bertscore._memo.clear()
+    bertscore.clear_memos()
     bertscore._scorers.clear()
     bertscore._float64.clear()
     epitome_metric._loaded.clear()

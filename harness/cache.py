@@ -1,9 +1,19 @@
 """Response cache (SQLite): every model call of every role goes through it.
 
-The key names everything that changes an answer - the adapter, its identity (model, base URL, sampling
-args...), the messages, the generation settings and, for n > 1, which of the n samples - and nothing
+The key names everything that changes an answer - the adapter, its identity (model, sampling args...;
+not the server's address, so the endpoints of one model share it), the messages, the generation settings and, for n > 1, which of the n samples - and nothing
 that does not (timeouts, retries, concurrency, API keys). `n` itself is not in the key: choice i of a
 request is the same cached sample whether 2 or 4 were asked for, so raising n reuses what exists.
+
+Table `responses` (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL, model TEXT): `value` is
+{"text": str, "usage": {...}}, `created` the time it was stored (Unix seconds), `model` the adapter with its
+model (`openai:gpt-4o`, `retrieval`: `model_label`) for `harness cache clear --model`; files made before that
+column existed gain it on open (ALTER TABLE; their entries keep their hits, with model NULL).
+
+Commits: by default each answer is committed as it arrives. Inside `ResponseCache.grouped()` (the runner's
+single-turn loop) answers are buffered and committed together when the consumer calls `flush()` - which the
+runner does before it writes the records that count them - and at least every COMMIT_SECONDS; a kill loses
+only answers that no record counts yet (asked again on resume).
 """
 from __future__ import annotations
 
@@ -13,9 +23,9 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .contract import ChatModel, ChatRequest, ModelOutput, StreamingChatModel
 from .errors import HarnessError
@@ -52,6 +62,14 @@ def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, i
 
 
 BUSY_SECONDS = 5.0  # how long a cache locked by another process is waited for
+COMMIT_SECONDS = 1.0  # inside grouped(): buffered answers are committed at least this often
+_CHUNK = 500  # keys per SELECT (old SQLite builds bind at most 999 parameters)
+
+
+def model_label(name: str, identity: dict[str, Any]) -> str:
+    """What the `model` column holds: the adapter name, with its model where the identity names one."""
+    model = identity.get("model")
+    return f"{name}:{model}" if isinstance(model, str) and model else name
 
 
 class ResponseCache:
@@ -62,6 +80,9 @@ class ResponseCache:
         self.path = path
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._pending: dict[str, tuple[str, float, str | None]] = {}  # key -> (value JSON, created, model), not committed yet
+        self._grouping = 0
+        self._last_commit = time.monotonic()
         if path.is_dir():
             raise HarnessError(f"{path}: the response cache is a folder, not a file; pass --cache FILE (e.g. {path / 'responses.sqlite'}) or --no-cache.")
         try:
@@ -76,11 +97,25 @@ class ResponseCache:
             with self._guard("open"):
                 self._db = sqlite3.connect(str(path), timeout=BUSY_SECONDS, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses "
+                                 "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL, model TEXT)")
                 self._db.commit()
+                self._migrate()
         except HarnessError:
             self.close()
             raise
+
+    def _migrate(self) -> None:
+        """A file of the first format (no `model` column) gains it in place; its entries keep their keys."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "model" in columns:
+            return
+        try:
+            self._db.execute("ALTER TABLE responses ADD COLUMN model TEXT")
+            self._db.commit()
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # (another process migrated it at the same moment: done)
+                raise
 
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
@@ -103,12 +138,25 @@ class ResponseCache:
             raise HarnessError(problem)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """key -> stored answer, for the keys the cache holds (committed or still buffered), in few queries."""
+        wanted = list(dict.fromkeys(keys))
+        rows: list[tuple[str, str]] = []
         with self._lock, self._guard("read"):
-            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
+            for key in wanted:
+                if key in self._pending:
+                    rows.append((key, self._pending[key][0]))
+            rest = [k for k in wanted if k not in self._pending]
+            for start in range(0, len(rest), _CHUNK):
+                chunk = rest[start : start + _CHUNK]
+                rows += self._db.execute(f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return {key: self._read(key, text) for key, text in rows}
+
+    def _read(self, key: str, text: Any) -> dict[str, Any]:
         try:
-            value = json.loads(row[0])
+            value = json.loads(text)
         except (TypeError, ValueError):
             value = None
         if not isinstance(value, dict) or not isinstance(value.get("text"), str) or not isinstance(value.get("usage", {}), dict):
@@ -117,35 +165,84 @@ class ResponseCache:
                                "or pass another --cache FILE or --no-cache.")
         return value
 
-    def put_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any]]], model: str | None = None) -> None:
+        """Store answers (`model`: their `model_label`): committed at once, or inside `grouped()` buffered
+        until the next `flush()` (or COMMIT_SECONDS after the last commit)."""
         now = time.time()
-        with self._lock, self._guard("write"):
-            try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                    [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items],
-                )
-                self._db.commit()
-            except sqlite3.Error:
+        with self._lock:
+            for k, v in items:
+                self._pending[k] = (json.dumps(v, ensure_ascii=False), now, model)
+            if not self._grouping or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
+                self._commit_pending()
+
+    def flush(self) -> None:
+        """Commit every buffered answer (one transaction): what the runner calls before it writes records."""
+        with self._lock:
+            self._commit_pending()
+
+    def _commit_pending(self) -> None:  # (under self._lock)
+        if self._pending:
+            rows = [(k, value, created, model) for k, (value, created, model) in self._pending.items()]
+            with self._guard("write"):
                 try:
-                    self._db.rollback()
+                    self._db.executemany("INSERT OR REPLACE INTO responses (key, value, created, model) VALUES (?, ?, ?, ?)", rows)
+                    self._db.commit()
                 except sqlite3.Error:
-                    pass
-                raise
+                    try:
+                        self._db.rollback()
+                    except sqlite3.Error:
+                        pass
+                    raise
+            self._pending.clear()
+        self._last_commit = time.monotonic()
+
+    @contextmanager
+    def grouped(self) -> Iterator["ResponseCache"]:
+        """Answers stored inside are committed by `flush()` (or every COMMIT_SECONDS), not one by one; all of
+        them on leaving. The consumer must flush before it counts an answer (writes a record of it)."""
+        with self._lock:
+            self._grouping += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._grouping -= 1
+            self.flush()
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock, self._guard("read"):
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
-                self._db.close()
-                self._db = None
+                try:
+                    self._commit_pending()
+                finally:
+                    self._db.close()
+                    self._db = None
+
+
+@contextmanager
+def group_commits(models: Iterable["CachedModel"]) -> Iterator[Callable[[], None]]:
+    """The caches of `models` commit in groups inside; yields the function that commits what they hold
+    (call it before writing the records that count those answers)."""
+    caches = list({id(m.cache): m.cache for m in models if m.cache is not None}.values())
+    with ExitStack() as stack:
+        for cache in caches:
+            stack.enter_context(cache.grouped())
+
+        def flush() -> None:
+            for cache in caches:
+                cache.flush()
+
+        yield flush
 
 
 class CachedModel(StreamingChatModel):
-    """Wraps an adapter: answers what the cache holds, asks the adapter for the rest, stores it at once."""
+    """Wraps an adapter: answers what the cache holds, asks the adapter for the rest, stores each answer
+    as it arrives (committed at once, or with its group: `ResponseCache.grouped`)."""
 
     def __init__(self, inner: ChatModel, cache: ResponseCache | None):
         self.inner = inner
@@ -187,8 +284,10 @@ class CachedModel(StreamingChatModel):
                 yield position, output
             return
         identity = self.inner.cache_identity()
+        label = model_label(self.name, identity)
         keys = [[cache_key(self.name, identity, r, i) for i in range(r.generation.n)] for r in requests]
-        found = [[self.cache.get(k) for k in request_keys] for request_keys in keys]
+        stored = self.cache.get_many([k for request_keys in keys for k in request_keys])  # one query per 500 keys
+        found = [[stored.get(k) for k in request_keys] for request_keys in keys]
         missing = [i for i, hits in enumerate(found) if any(h is None for h in hits)]
         for i, hits in enumerate(found):
             if all(h is not None for h in hits):
@@ -216,7 +315,7 @@ class CachedModel(StreamingChatModel):
                 if hit is None:
                     found[i][index] = {"text": next(choices), "usage": {} if to_store else out.usage}
                     to_store.append((keys[i][index], found[i][index]))
-            self.cache.put_many(to_store)
+            self.cache.put_many(to_store, model=label)
             yield i, _output(found[i])
 
     def close(self) -> None:

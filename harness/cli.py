@@ -33,7 +33,12 @@ class _Group(click.Group):
             from .lifecycle import RunFolder, working_folder
 
             folder = working_folder()  # the folder Ctrl-C left (still running, to be resumed)
-            if isinstance(folder, RunFolder):
+            from .suite import SuiteFolder
+
+            if isinstance(folder, SuiteFolder) or isinstance(working_folder(SuiteFolder), SuiteFolder):
+                folder = working_folder(SuiteFolder)  # a run of a suite: the suite resumes it
+                click.echo(f"interrupted; finished samples and tasks are saved - continue with `harness run --resume {folder.path}`.", err=True)
+            elif isinstance(folder, RunFolder):
                 click.echo(f"interrupted; finished samples are saved - continue with `harness run --resume {folder.path}`.", err=True)
             else:
                 click.echo(f"interrupted; {folder.path} is left unfinished." if folder is not None else "interrupted.", err=True)
@@ -114,7 +119,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--task", help="Task name (see `harness list tasks`).")
+@click.option("--task", help="Task name (see `harness list tasks`), or several: mesc,esconv,emotyda-esc (a suite).")
+@click.option("--suite", "suite_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A suite file (TOML) listing tasks with their options; see `harness run --help`.")
 @click.option("--model", help="Model adapter name (see `harness list models`).")
 @click.option("--model-args", help="Adapter options, k=v,k2=v2.")
 @click.option("--task-args", help="Task options, k=v,k2=v2.")
@@ -129,19 +136,41 @@ def main() -> None:
 @click.option("--resume", type=click.Path(path_type=Path, file_okay=False), help="Finish an interrupted (or failed) run folder.")
 @options.roles
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Dialogue tasks: dialogues played at once.")
-def run(task, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, resamples, resume,
-        roles, concurrency) -> None:
+def run(task, suite_file, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache, resamples,
+        resume, roles, concurrency) -> None:
     """Evaluate MODEL on TASK; writes a run folder and prints its metrics.
 
     A model is an adapter name, optionally with its model: `openai:gpt-4o` is `openai` with model=gpt-4o.
     Roles besides the model under test (a dialogue's seeker, the judge of judged metrics) are played by
-    --model unless given with --role NAME=SPEC."""
+    --model unless given with --role NAME=SPEC.
+
+    Several tasks (--task a,b,c, or --suite FILE) make a suite folder with one run folder per task, print
+    one table and exit 1 if any task failed (the others' results are kept); --resume SUITE_DIR carries on
+    every unfinished task. Options given on the command line apply to every task, over the suite file's.
+    A suite file (TOML):
+
+    \b
+    model = "openai:gpt-4o"
+    [defaults]
+    limit = 100
+    [[tasks]]
+    task = "mesc"
+    task_args = { prompt = "fires" }
+    [[tasks]]
+    task = "esc-eval"
+    roles = { seeker = "openai:gpt-4o" }"""
     from .runner import RunConfig, run as run_task
 
-    if resume is None and not (task and model):
+    tasks = names(task) or []
+    if suite_file is not None and tasks:
+        raise HarnessError("give --task or --suite, not both.")
+    if resume is None and not (len(tasks) > 1 or suite_file) and not (task and model):
         raise HarnessError("give --task and --model (or --resume RUN_DIR); e.g. harness run --task mesc --model retrieval")
     if concurrency < 1:
         raise HarnessError(f"--concurrency must be at least 1, got {concurrency}.")
+    if len(tasks) > 1 or suite_file is not None or (resume is not None and _is_suite(resume)):
+        return _run_suite(tasks, suite_file, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir,
+                          cache_path, no_cache, resamples, resume, roles, concurrency)
     model_name, model_kwargs = model_spec(model, model_args, "--model-args") if model else ("", parse_kv(model_args))
     task_kwargs = parse_kv(task_args, "--task-args")
     if resume is None and task_args is None:  # a trained checkpoint says how it is evaluated (FIRES: prompt=fires)
@@ -161,6 +190,52 @@ def run(task, model, model_args, task_args, split, limit, seed, metrics, output_
                + (f", {result.resumed_samples} samples already done" if resume else ""))
     click.echo(metric_table(result.summary))
     click.echo(str(result.run_dir))
+
+
+def _is_suite(path: Path) -> bool:
+    from .suite import is_suite
+
+    return is_suite(path)
+
+
+def _run_suite(tasks, suite_file, model, model_args, task_args, split, limit, seed, metrics, output_dir, data_dir, cache_path, no_cache,
+               resamples, resume, roles, concurrency) -> int:
+    from . import suite
+
+    where = suite.Where(output_dir=output_dir, data_dir=data_dir, cache_path=cache_path, use_cache=not no_cache)
+    model_kwargs = parse_kv(model_args, "--model-args")
+    record = None
+    if resume is None:
+        given = {k: v for k, v in (("split", split), ("task_args", parse_kv(task_args, "--task-args") if task_args else None),
+                                   ("limit", limit), ("seed", seed), ("metrics", names(metrics)), ("resamples", resamples),
+                                   ("concurrency", concurrency if concurrency != 8 else None)) if v is not None}
+        given["roles"] = {n: r.model for n, r in roles.items()} if roles else None
+        given["role_args"] = {n: r.model_args for n, r in roles.items() if r.model_args} if roles else None
+        record = suite.plan(tasks, suite_file, suite.TaskOptions(**{k: v for k, v in given.items() if v is not None}), model, model_kwargs)
+        roles = {}
+    else:
+        if tasks or suite_file or model or task_args or split or limit is not None or seed is not None or metrics or resamples is not None:
+            raise HarnessError(f"--resume {resume}: a suite resumes with what it recorded; give only --model-args / --role-args "
+                               "(secrets, a new server address), --data-dir and --cache.")
+
+    def report(outcome) -> None:
+        where_to = f" {outcome.run_dir}" if outcome.run_dir else ""
+        if outcome.summary is None:
+            click.echo(f"{outcome.entry.task}: failed: {outcome.entry.error}{where_to}", err=True)
+        elif outcome.kept:
+            click.echo(f"{outcome.entry.task}: finished before, kept as it is{where_to}", err=True)
+        else:
+            click.echo(f"{outcome.entry.task}: {outcome.summary.n} samples; model calls {outcome.model_calls}, "
+                       f"cache hits {outcome.cache_hits}{where_to}", err=True)
+
+    result = suite.run_suite(record, where, resume=resume, model_args=model_kwargs, roles=roles, report=report)
+    click.echo(suite.combined_table(result.outcomes))
+    click.echo(str(result.suite_dir))
+    if result.failed:
+        click.echo(f"{len(result.failed)} of {len(result.outcomes)} tasks failed; the others are saved - "
+                   f"continue with `harness run --resume {result.suite_dir}`.", err=True)
+        return 1
+    return 0
 
 
 @main.command()
@@ -257,6 +332,11 @@ def frames(task: str, videos: Path, output_dir: Path | None, data_dir: Path | No
         raise HarnessError(f"task {task} has no video frames (its samples are text only); nothing to extract.")
     folder, _ = datafiles.resolve(t.dataset, task, paths.data_root(data_dir))
     click.echo(str(prepare(videos, folder, output_dir)))
+
+
+from .cache_cli import cache_group  # noqa: E402  (harness cache stats | prune | clear)
+
+main.add_command(cache_group)
 
 
 @main.group()

@@ -298,6 +298,20 @@ class Metric(ABC):
         intervals and paired tests; None: the harness recomputes on each resampled corpus instead."""
         return None
 
+    # The score cache (harness.scorecache) keeps per-pair values across runs, so that a second identical run
+    # loads no metric model: a per_sample metric's values as they are, a corpus metric's `features`. Its key
+    # holds the name, class, info(), cache_identity(), the metric's code and the installed packages.
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What changes the per-pair values that info() does not say (e.g. a weights file's hash); None:
+        never cache this metric (its values are not a function of the pair, the code and info() alone)."""
+        return {}
+
+    def features(self) -> dict[str, Callable[[ScoredPair], Any]]:
+        """A corpus metric's per-pair ingredients worth keeping across runs: memo key -> function of the pair,
+        read in compute/weighted as `pair.memo(key, function)`. Values are JSON, and the metric gets them back
+        as JSON gives them (lists, not tuples), on a first run too."""
+        return {}
+
 
 # --------------------------------------------------------------------------- model-graded scoring
 

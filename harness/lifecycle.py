@@ -18,6 +18,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Generic, Iterator, Sequence, TypeVar
@@ -56,13 +57,20 @@ def git_revision() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    # read once per process (~30 ms; a run asks twice: run.json and the score cache's key): what a process
+    # imported does not change while it runs
     found = {"python": platform.python_version()}
     for name in _RECORDED_PACKAGES:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             pass
-    return found
+    return tuple(found.items())
 
 
 # --------------------------------------------------------------------------- models
@@ -159,9 +167,11 @@ def new_folder(parent: Path, slug: str) -> Path:
 _WORKING: list["Folder"] = []  # folders whose `working` block runs, or was left by an interrupt (Ctrl-C)
 
 
-def working_folder() -> "Folder | None":
-    """The folder being worked on, or the one an interrupt (Ctrl-C) left: what the CLI's interrupt line names."""
-    return _WORKING[-1] if _WORKING else None
+def working_folder(kind: type | None = None) -> "Folder | None":
+    """The folder being worked on, or the one an interrupt (Ctrl-C) left: what the CLI's interrupt line names
+    (`kind`: the innermost folder of that class, e.g. the suite around a run)."""
+    found = [f for f in _WORKING if kind is None or isinstance(f, kind)]
+    return found[-1] if found else None
 
 
 class Folder(Generic[H]):

@@ -32,7 +32,8 @@ _KEY_LIKE = re.compile(  # anywhere in a value or an error line
     r"|(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}"  # GitHub
     r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)")  # a JWT
 _BEARER = re.compile(r"(?i:\bbearer)\s+[A-Za-z0-9._~+/=-]{8,}")  # an Authorization header's value (a whole value, or in an error line)
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>])+")
+# (a URL ends before '|' or ',' that starts another: base_url=http://a/v1|http://u:pw@b/v1 is two URLs)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|(?![|,][A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>])+")
 
 
 def is_secret_name(name: Any) -> bool:

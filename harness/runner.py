@@ -7,10 +7,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from . import datafiles, dialogues, grading, paths, registry, scoring, store
-from .cache import CachedModel, ResponseCache
+from . import datafiles, dialogues, grading, paths, registry, scorecache, scoring, store
+from .cache import CachedModel, ResponseCache, group_commits
 from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
 from .contract import SCHEMA_VERSION
@@ -207,7 +207,9 @@ def _all_secrets(roles: dict[str, ModelSpec]) -> list[str]:
 # --------------------------------------------------------------------------- a run
 
 
-def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None) -> RunResult:
+def run(config: RunConfig, resume: Path | None = None, progress: bool | None = None,
+        on_folder: Callable[[Path], None] | None = None) -> RunResult:
+    """`on_folder` is told the new run folder as soon as it exists (a suite records it, to resume it)."""
     folder = RunFolder.open(resume) if resume is not None else None
     changed: dict[str, dict[str, Any]] = {}
     if folder is not None:
@@ -232,7 +234,10 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     dialogue_task = task if isinstance(task, DialogueTask) else None
     context = ModelContext(task=task, split=config.split, data_dir=data_folder, seed=seed)
     # before any folder is made: bad model args leave nothing behind
-    models = open_models(roles, open_cache(config.cache_path, config.use_cache), context)
+    response_cache = open_cache(config.cache_path, config.use_cache)
+    models = open_models(roles, response_cache, context)
+    score_cache = scorecache.beside(response_cache)  # the same file's `scores` table; None with --no-cache
+    metrics = scorecache.cached(metrics, score_cache)  # a second identical run computes (and loads) nothing
     graders = grading.bind(grading.panels(graders, roles), models)  # a judge with its own prompts (ESC-RANK) asks them
     digest = store.samples_digest(config.task, config.split, [s.id for s in samples])
     try:
@@ -253,6 +258,8 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
                 prompt_version=dialogue_task.prompt_version if dialogue_task else None, resamples=resamples, samples_digest=digest,
             )
             folder = RunFolder.create(config.output_dir, f"{config.task}-{config.model}-{config.split}", header)
+            if on_folder is not None:
+                on_folder(folder.path)
         if dialogue_task and not config.use_cache:
             calls = ResponseCache(folder.path / CALLS_CACHE)
             for m in unique_models(models):
@@ -282,6 +289,8 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
             summary = scoring.summarize(metrics, records, resamples=resamples, seed=seed)
             folder.finish_with(summary)
     finally:
+        if score_cache is not None:
+            score_cache.close()
         close_models(models)
     unique = unique_models(models)
     return RunResult(folder.path, summary, sum(m.calls for m in unique), sum(m.hits for m in unique), len(done))
@@ -305,30 +314,34 @@ def _generate(task: Task, models: dict[str, CachedModel], metrics: Sequence[Metr
     pending: list[SampleRecord] = []
     last_flush = time.monotonic()
     answers = {name: m.generate for name, m in models.items()}
+    # one cache commit per flush, not per answer; `commit` before a record is written keeps every counted answer on disk
+    with group_commits(unique_models(models)) as commit:
 
-    def flush() -> None:
-        # graders, and model-based metrics (BERTScore, EPITOME), handle a batch far faster than one sample at a time
-        graded = grading.grade_records(graders, pending, answers)
-        writer.write(scoring.with_scores(metrics, graded))
-        pending.clear()
+        def flush() -> None:
+            # graders, and model-based metrics (BERTScore, EPITOME), handle a batch far faster than one sample at a time
+            graded = grading.grade_records(graders, pending, answers)
+            scored = scoring.with_scores(metrics, graded)
+            commit()
+            writer.write(scored)
+            pending.clear()
 
-    try:
-        with tqdm(total=len(todo), desc=f"{task.name} x {model.name}", unit="sample", disable=not show) as bar:
-            for position, output in model.stream(requests):
-                index, sample = todo[position]
-                pending.append(to_record(index, sample, output.text, task, output.usage))
-                # saved within seconds of finishing; answers are in the response cache meanwhile, so a kill
-                # before a flush costs no model call on resume
-                if len(pending) >= SCORE_BATCH or time.monotonic() - last_flush > FLUSH_SECONDS:
-                    flush()
-                    last_flush = time.monotonic()
-                bar.update(1)
-    finally:
         try:
-            if pending:
-                flush()
+            with tqdm(total=len(todo), desc=f"{task.name} x {model.name}", unit="sample", disable=not show) as bar:
+                for position, output in model.stream(requests):
+                    index, sample = todo[position]
+                    pending.append(to_record(index, sample, output.text, task, output.usage))
+                    # saved within seconds of finishing; answers are in the response cache meanwhile (committed
+                    # at least every second), so a kill before a flush costs few model calls on resume
+                    if len(pending) >= SCORE_BATCH or time.monotonic() - last_flush > FLUSH_SECONDS:
+                        flush()
+                        last_flush = time.monotonic()
+                    bar.update(1)
         finally:
-            writer.close()
+            try:
+                if pending:
+                    flush()
+            finally:
+                writer.close()
 
 
 def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[str, int] | None = None) -> SampleRecord:

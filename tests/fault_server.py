@@ -7,6 +7,9 @@ Each POST to .../chat/completions takes the next action of `script` (then `defau
     ("sleep", seconds)               wait, then a canned completion
 The canned completion has min(n, choices_cap) choices whose text names the seed and choice index.
 It records every request (headers and JSON body) and the most requests it ever had in flight at once.
+`kill()` (or `kill_after=N`: on receiving the N-th request) makes it die as a crashed server does: the
+requests in flight and every open connection are dropped unanswered, new connections refused; `answered`
+holds the bodies it sent a completion for.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any, Callable
 
 class FaultServer:
     def __init__(self, script: list[tuple] | None = None, default: tuple = ("ok",), choices_cap: int | None = None,
-                 delay: float | Callable[[dict], float] = 0.0):
+                 delay: float | Callable[[dict], float] = 0.0, kill_after: int | None = None):
         self.script = list(script or [])
         self.default = default
         self.choices_cap = choices_cap
@@ -29,6 +32,10 @@ class FaultServer:
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.kill_after = kill_after
+        self.answered: list[dict[str, Any]] = []
+        self._killed = threading.Event()
+        self._connections: set = set()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +43,11 @@ class FaultServer:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                with owner._lock:
+                    owner._connections.add(self.connection)
 
             def do_GET(self):
                 owner._send(self, 200, {}, {"status": "ok"})
@@ -76,11 +88,17 @@ class FaultServer:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             body = {}
+        if self._killed.is_set():  # a request on a connection that outlived the kill
+            handler.close_connection = True
+            return
         with self._lock:
             self.received.append({"path": handler.path, "headers": {k.lower(): v for k, v in handler.headers.items()}, "body": body, "time": time.monotonic()})
             action = self.script.pop(0) if self.script else self.default
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            dies = self.kill_after is not None and len(self.received) == self.kill_after
+        if dies:  # (here, not in another thread: this request is surely one of those dropped)
+            self.kill()
         try:
             kind = action[0]
             if kind == "status":
@@ -93,6 +111,13 @@ class FaultServer:
                 wait = action[1] if kind == "sleep" else (self.delay(body) if callable(self.delay) else self.delay)
                 if wait:
                     self._stopping.wait(wait)
+                with self._lock:  # (the kill takes the same lock: an answer counted is one sent before it)
+                    killed = self._killed.is_set()
+                    if not killed:
+                        self.answered.append(body)
+                if killed:
+                    handler.close_connection = True
+                    return
                 self._send(handler, 200, {}, self.completion(body))
         finally:
             with self._lock:
@@ -112,7 +137,29 @@ class FaultServer:
 
     # ------------------------------------------------------------------ lifetime
 
+    def kill(self) -> None:
+        """Die mid-run: refuse new connections, drop every open one (in flight or idle) unanswered."""
+        import socket
+
+        with self._lock:
+            if self._killed.is_set():
+                return
+            self._killed.set()
+        self._stopping.set()  # wake the handlers that wait (they see the kill and answer nothing)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
+        if self._killed.is_set():
+            self._thread.join(timeout=5)
+            return
         self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -70,9 +70,9 @@ def test_a_samples_score_does_not_depend_on_what_it_is_scored_with():
     """bert-score's batched call gives a pair another value when a longer text pads its batch (padding enters
     the greedy match as similarity 0); here every pair is scored alone, identical to the last digit."""
     alone = [BERTSCORE_F1_MINILM.compute(pairs([pair])).per_sample[0] for pair in PAIRS]
-    bertscore._memo.clear()
+    bertscore.clear_memos()
     together = BERTSCORE_F1_MINILM.compute(pairs()).per_sample
-    bertscore._memo.clear()
+    bertscore.clear_memos()
     reordered = BERTSCORE_F1_MINILM.compute(pairs(PAIRS[::-1] + [("Okay then, let us talk about something else entirely and at length now.", "Go on.")])).per_sample
     assert together == alone and reordered[:5][::-1] == alone
 

@@ -318,6 +318,23 @@ def test_meteor_equals_nltk_meteor_score():
     assert METEOR.per_sample is True
 
 
+def test_lazy_wordnet_gives_nltk_readers_synsets():
+    """METEOR's lazily indexed reader against NLTK's full one: every lemma of the index, its inflections, the
+    exception lists (irregular forms), adjectives with satellites and unknown words, synsets in the same order."""
+    from nltk.corpus import wordnet
+
+    lazy = nltk_data.lazy_wordnet()
+    lemmas = list(wordnet._lemma_pos_offset_map)
+    assert len(lazy._lemma_pos_offset_map) == len(lemmas) > 140_000
+    sample = lemmas[::50] + [w + end for w in lemmas[::400] for end in ("s", "es", "ed", "ing", "er", "est", "ies")]
+    irregular = ["geese", "was", "better", "best", "men", "children", "went", "mice", "oxen", "worse"]
+    satellites = ["happy", "glad", "quick", "bright", "unbelievable", "new"]
+    for word in sample + irregular + satellites + ["i", "the", "n't", "...", "qzxv", ""]:
+        assert [s.name() for s in lazy.synsets(word)] == [s.name() for s in wordnet.synsets(word)], word
+    assert any(s.pos() == "s" for s in lazy.synsets("glad"))
+    assert lazy.get_version() == wordnet.get_version() == "3.0"
+
+
 def test_meteor_disjoint_and_empty_are_zero():
     assert METEOR.compute(pairs(("apples and oranges", "i miss my dog"))).corpus == 0.0
     assert METEOR.compute(pairs(("", "i miss my dog"))).per_sample == [0.0]

@@ -50,9 +50,7 @@ class TrainedClassifiers:
         self._lock = threading.Lock()
 
     def missing(self) -> list[str]:
-        from baselines.epitome.model import CONFIG_FILE, WEIGHTS_FILE
-
-        return [m for m in MECHANISMS if not ((self.folder / m / CONFIG_FILE).is_file() and (self.folder / m / WEIGHTS_FILE).is_file())]
+        return [m for m in MECHANISMS if not ((self.folder / m / _CONFIG_FILE).is_file() and (self.folder / m / _WEIGHTS_FILE).is_file())]
 
     def predict(self, mechanism: str, seekers: Sequence[str], responses: Sequence[str]) -> list[int]:
         with self._lock:
@@ -113,6 +111,28 @@ def weights_digest(sha: dict[str, str]) -> str:
     return hashlib.sha256(" ".join(f"{m}={sha[m]}" for m in sorted(sha)).encode()).hexdigest()[:8]
 
 
+# The classifiers' folder layout, spelled out here because the training and model code import torch at once: a
+# run whose DIFF-EPITOME values are all in the score cache checks and describes the classifiers without loading
+# torch. The same as train.classifier_folder, train.ENV/DEFAULT_TAG and model.CONFIG_FILE/WEIGHTS_FILE
+# (tests/test_scorecache.py compares them).
+_FOLDER_ENV = "ESC_HARNESS_EPITOME"
+_DEFAULT_TAG = "minilm-l6-bi-v2"
+_CONFIG_FILE, _WEIGHTS_FILE = "classifier.json", "model.safetensors"
+
+
+def classifier_folder() -> Path:
+    """The classifiers in use: $ESC_HARNESS_EPITOME (a tag under the harness's home, or a folder), else the default tag."""
+    import os
+
+    from harness import paths
+
+    value = os.environ.get(_FOLDER_ENV) or _DEFAULT_TAG
+    p = Path(value).expanduser()
+    if p.is_absolute() or (len(p.parts) > 1) or str(value).startswith("."):
+        return p
+    return paths.home() / "epitome" / str(value)
+
+
 _override: LevelPredictor | None = None
 _loaded: dict[Path, TrainedClassifiers] = {}
 _guard = threading.Lock()
@@ -127,8 +147,6 @@ def set_predictor(predictor: LevelPredictor | None) -> None:
 def predictor() -> LevelPredictor:
     if _override is not None:
         return _override
-    from baselines.epitome.train import classifier_folder
-
     folder = classifier_folder()
     with _guard:
         if folder not in _loaded:
@@ -139,11 +157,10 @@ def predictor() -> LevelPredictor:
 def _check() -> None:
     if _override is not None:
         return
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        raise HarnessError("DIFF-EPITOME needs torch and transformers: install the harness with its [epitome] extra.") from None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:  # found, not imported (seconds)
+        raise HarnessError("DIFF-EPITOME needs torch and transformers: install the harness with its [epitome] extra.")
     p = predictor()
     assert isinstance(p, TrainedClassifiers)
     missing = p.missing()
@@ -190,6 +207,11 @@ class DiffEpitome(Metric):
 
     def info(self) -> dict[str, Any]:
         return predictor().describe()
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        """Values of the trained classifiers (named in info() by their weights' sha256) are kept in the score cache;
+        those of a predictor set in their place (tests, notebooks) are not."""
+        return None if _override is not None else {}
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         if not pairs:

@@ -125,8 +125,31 @@ def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -
 _ROUND = 9
 
 
+_embeddings: dict[tuple[str, str], tuple[Any, Any]] = {}  # (backbone, sentence) -> _embed's value
+_EMBEDDINGS_MAX = 4096  # ~80 KB each for a 25-token MiniLM sentence: a few hundred MB at most
+
+
 def _embed(backbone: Backbone, sentences: Sequence[str]) -> dict[str, tuple[Any, Any]]:
-    """sentence -> (L2-normalised token embeddings (L, d), idf weights (L,)), float64."""
+    """sentence -> (L2-normalised token embeddings (L, d), idf weights (L,)), float64; each sentence encoded once
+    per process (a run's responses recur across its scoring batches: a retrieval model's answers, a model's
+    stock phrases), which the per-pair memo alone would encode again with every new partner."""
+    todo = [s for s in sentences if (backbone.key, s) not in _embeddings]
+    if todo:
+        if len(_embeddings) + len(todo) > _EMBEDDINGS_MAX:
+            _embeddings.clear()
+            todo = list(sentences)
+        for s, value in _encode(backbone, todo).items():
+            _embeddings[(backbone.key, s)] = value
+    return {s: _embeddings[(backbone.key, s)] for s in sentences}
+
+
+def clear_memos() -> None:
+    """Forget every computed pair and sentence (tests and benchmarks: compute again from the model)."""
+    _memo.clear()
+    _embeddings.clear()
+
+
+def _encode(backbone: Backbone, sentences: Sequence[str]) -> dict[str, tuple[Any, Any]]:
     import torch
     from bert_score.utils import sent_encode
 
@@ -176,9 +199,10 @@ def _float64_model(backbone: Backbone, model: Any) -> Any:
 
 
 def hash_string(backbone: Backbone) -> str:
-    from bert_score.utils import get_hash
-
-    return get_hash(backbone.hub_name, backbone.num_layers, False, False, use_custom_baseline=False, use_fast_tokenizer=False)
+    """bert-score's `get_hash(model, layer, idf=False, rescale=False, use_custom_baseline=False, use_fast_tokenizer=False)`,
+    spelled out from the installed versions: importing bert_score imports torch, and a run whose scores are all
+    in the score cache loads neither (tests/test_scorecache.py compares it with bert-score's own)."""
+    return f"{backbone.hub_name}_L{backbone.num_layers}_no-idf_version={_version('bert-score')}(hug_trans={_version('transformers')})"
 
 
 class BertScore(Metric):
@@ -196,10 +220,10 @@ class BertScore(Metric):
 
     def check(self) -> None:
         self.backbone.path()
-        try:
-            import bert_score  # noqa: F401
-        except ImportError:
-            raise HarnessError("BERTScore needs the bert-score package: pip install bert-score==0.3.13 (or the harness's [bertscore] extra).") from None
+        import importlib.util
+
+        if importlib.util.find_spec("bert_score") is None:  # found, not imported: torch loads only when a value is computed
+            raise HarnessError("BERTScore needs the bert-score package: pip install bert-score==0.3.13 (or the harness's [bertscore] extra).")
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -217,6 +241,15 @@ class BertScore(Metric):
         else:
             info["weights"] = os.environ.get(ROBERTA_LARGE_ENV, "")
         return info
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        """The score cache's key: MiniLM's weights are named by their package's version in info(); a roberta-large
+        folder by its files' content (hashed once, memoised on disk as model weights are)."""
+        if self.backbone.key == "minilm":
+            return {}
+        from ..models.weights import fingerprint, model_files
+
+        return {"weights_sha256": fingerprint(model_files(Path(self.backbone.path())))}
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         if not pairs:

@@ -169,10 +169,8 @@ class Meteor(_TokenMetric):
         nltk_data.require("corpora/wordnet")
 
     def info(self) -> dict[str, Any]:
-        from nltk.corpus import wordnet
-
-        described = nltk_data.describe()
-        return {**super().info(), "implementation": f"nltk {described['nltk']} meteor_score", "wordnet": f"{wordnet.get_version()} ({described['corpora/wordnet']})"}
+        described = nltk_data.describe()  # (the version from data.adj's header: info() never loads WordNet)
+        return {**super().info(), "implementation": f"nltk {described['nltk']} meteor_score", "wordnet": f"{nltk_data.wordnet_version()} ({described['corpora/wordnet']})"}
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         from nltk.translate.meteor_score import meteor_score
@@ -218,9 +216,7 @@ _meteor_memo: list[tuple[_MemoStemmer, _MemoWordNet]] = []
 def _meteor_lookups() -> tuple[_MemoStemmer, _MemoWordNet]:
     """The process-wide stemmer and WordNet of METEOR (vocabulary-sized: a few MB for a large corpus)."""
     if not _meteor_memo:
-        from nltk.corpus import wordnet
-
-        _meteor_memo.append((_MemoStemmer(), _MemoWordNet(wordnet)))
+        _meteor_memo.append((_MemoStemmer(), _MemoWordNet(nltk_data.lazy_wordnet())))
     return _meteor_memo[0]
 
 

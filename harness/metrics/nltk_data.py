@@ -8,7 +8,9 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .. import paths
 from ..errors import HarnessError
@@ -105,6 +107,26 @@ def describe() -> dict[str, str]:
     return info
 
 
+def wordnet_version() -> str:
+    """WordNet's version as NLTK's reader gives it (`wordnet.get_version()`: the header of data.adj, same pattern),
+    read without loading the database (seconds): a run whose METEOR values are all cached never loads it."""
+    import re
+
+    import nltk
+
+    activate()
+    data_adj = Path(str(nltk.data.find("corpora/wordnet"))) / "data.adj"
+    if data_adj.is_file():  # (a zipped corpus: asked of the reader below)
+        with open(data_adj, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                match = re.search(r"Word[nN]et (\d+\+?|\d+\.\d+) Copyright", line)
+                if match is not None:
+                    return match.group(1)
+    from nltk.corpus import wordnet
+
+    return wordnet.get_version()
+
+
 def require(resource: str) -> None:
     import nltk
 
@@ -116,3 +138,93 @@ def require(resource: str) -> None:
             f"NLTK resource '{resource}' not found; run `harness setup nltk` (needs Debian's wordnet-base and "
             "wordnet-sense-index) or set NLTK_DATA to a folder that has it."
         ) from None
+
+
+def lazy_wordnet() -> Any:
+    """NLTK's WordNet reader as METEOR uses it (`synsets(word)`: the same synsets in the same order), without
+    its start-up: NLTK parses all 147k index entries, scans data.adj for satellites and maps WordNet 3.0 onto
+    itself for the multilingual data (two reads of index.sense), ~4 s, for the few hundred words a run looks up.
+    Here each index entry is parsed when a word first needs it, with NLTK's own parsing rules, and the satellite
+    offsets of an adjective are read from data.adj at those offsets; everything else is NLTK's code."""
+    import warnings
+
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    activate()
+
+    class LazyWordNet(WordNetCorpusReader):
+        def _scan_satellites(self) -> None:
+            self.satellite_offsets = _SatelliteOffsets(self)
+
+        def _load_lemma_pos_offset_map(self) -> None:
+            self._lemma_pos_offset_map = _LazyLemmaIndex(self)
+
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None  # the WordNet 3.0 mapping serves only the multilingual (OMW) look-ups
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available": METEOR needs none
+        return LazyWordNet(nltk.data.find("corpora/wordnet"), None)
+
+
+class _SatelliteOffsets:
+    """`offset in satellites` as NLTK's full scan of data.adj answers it: the synset at that offset has type 's'."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, offset: int) -> bool:
+        if offset not in self._known:
+            data = self._reader._data_file("a")
+            data.seek(offset)
+            line = data.readline()
+            data.seek(0)
+            fields = line.strip().split()
+            self._known[offset] = (not line.startswith(" ") and len(fields) >= 3 and fields[0] == f"{offset:08d}" and fields[2] == "s")
+        return self._known[offset]
+
+
+class _LazyLemmaIndex(Mapping):
+    """lemma -> pos -> synset offsets (NLTK's `_lemma_pos_offset_map`), each lemma's lines parsed on first use."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._lines: dict[str, list[str]] = {}
+        for suffix in reader._FILEMAP.values():
+            with reader.open(f"index.{suffix}") as fp:
+                text = fp.read()  # at once: NLTK's stream reader is slow line by line
+            for line in text.splitlines():
+                if not line.startswith(" "):
+                    self._lines.setdefault(line.split(" ", 1)[0], []).append(line)
+        self._parsed: dict[str, dict[str, list[int]]] = {}
+
+    def __contains__(self, lemma: object) -> bool:
+        return lemma in self._lines
+
+    def __getitem__(self, lemma: str) -> dict[str, list[int]]:
+        if lemma not in self._parsed:
+            self._parsed[lemma] = _parse_entries(self._reader, self._lines.get(lemma, []))
+        return self._parsed[lemma]
+
+    def __iter__(self):
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
+def _parse_entries(reader: Any, lines: list[str]) -> dict[str, list[int]]:
+    """A lemma's index lines as NLTK's `_load_lemma_pos_offset_map` reads them: pos -> synset offsets, and for
+    an adjective also its satellites (pos 's', index.adj's order kept, possibly empty)."""
+    entries: dict[str, list[int]] = {}
+    for line in lines:
+        fields = line.split()
+        pos, n_synsets = fields[1], int(fields[2])
+        n_pointers = int(fields[3])
+        offsets = [int(f) for f in fields[4 + n_pointers + 2 : 4 + n_pointers + 2 + n_synsets]]
+        entries[pos] = offsets
+        if pos == "a":
+            entries["s"] = [o for o in offsets if o in reader.satellite_offsets]
+    return entries

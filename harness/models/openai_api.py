@@ -3,7 +3,11 @@
     --model-args model=gpt-4o-mini                     required: the model name the endpoint knows
                  base_url=http://127.0.0.1:8000/v1     default $OPENAI_BASE_URL, else OpenAI's
                  api_key=...                           default $OPENAI_API_KEY; a loopback server needs none
-                 max_connections=16                    requests in flight at once
+                 max_connections=16                    requests in flight at once, per endpoint
+                 base_url=http://a:8000/v1|http://b:8000/v1   several servers of the same model ('|', a JSON
+                                                       list, or base_url=@urls.txt: one URL a line)
+                 down_after=3 down_for=30              failures in a row that take an endpoint out of
+                                                       rotation; for how long (s, doubling if it fails again)
                  timeout=120 max_retries=5 backoff=1   seconds per attempt; retries; first backoff (s)
                  temperature= top_p= max_tokens= seed= override the task's generation settings
                  max_tokens_cap=128                    at most this many tokens, whatever the task asks
@@ -14,7 +18,13 @@ Requests run concurrently on an asyncio loop in a background thread (one per ada
 semaphore of max_connections); `stream` hands each answer to the runner the moment it arrives. The
 harness does the retries itself (the client's own are off): exponential backoff with jitter, `Retry-After`
 honoured on 429/503, 408/409/429/5xx, connection errors and timeouts retried, other 4xx fail at once.
-The API key never leaves the client: not in the cache identity, a log line, an error message or repr().
+With several endpoints each request goes to the least-loaded one in rotation; a connection error, timeout
+or 5xx moves it to another at once (a 429 first waits its retries on the same one); an endpoint failing
+`down_after` times in a row leaves the rotation for `down_for` s, then comes back on one probe request; when
+every endpoint has failed a request `max_retries` rounds, the run stops with one line naming them all. The
+cache identity is the model's, never an address: a run on one server resumes on several, from the cache.
+The API key never leaves the client: not in the cache identity, a log line, an error message or repr();
+URLs are shown without credentials or query.
 """
 from __future__ import annotations
 
@@ -144,10 +154,40 @@ def message_payload(message: Message, data_dir: Path | None = None) -> dict[str,
 
 @dataclass
 class _Attempt:
-    """A failed attempt that may be retried: what went wrong, in words, and the server's Retry-After."""
+    """A failed attempt that may be retried: what went wrong, in words, the server's Retry-After, and whether
+    it is the endpoint's fault (connection, timeout, 5xx: try another one) or a rate limit (wait, same one)."""
 
     what: str
     retry_after: float | None = None
+    endpoint_fault: bool = True
+
+
+def endpoint_urls(value: Any, where: str = "base_url") -> list[str]:
+    """The endpoints of `base_url`: one URL, several separated by '|' (or ',' or spaces), a list, or
+    @FILE with one URL a line (# comments). Duplicates are refused (they would double one server's load)."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip()
+        if text.startswith("@"):
+            path = Path(text[1:]).expanduser()
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise HarnessError(f"openai: {where}=@{path}: cannot read the file of endpoints ({getattr(exc, 'strerror', None) or exc}); "
+                                   f"give a text file with one URL a line.") from None
+            text = " ".join(line.split("#", 1)[0] for line in lines)
+        items = re.split(r"[|,\s]+", text)
+    urls = [u.rstrip("/") for u in items if u]
+    if not urls:
+        raise HarnessError(f"openai: {where} names no endpoint; give e.g. base_url=http://127.0.0.1:8000/v1 (several: a|b).")
+    seen: set[str] = set()
+    for url in urls:
+        name = normalise_base_url(url)
+        if name in seen:
+            raise HarnessError(f"openai: {where} lists {name} twice; name each server once (raise max_connections for more requests to it).")
+        seen.add(name)
+    return urls
 
 
 def _make_client(key: _Secret, url: str, timeout: float):
@@ -157,15 +197,38 @@ def _make_client(key: _Secret, url: str, timeout: float):
     return openai.AsyncOpenAI(api_key=key.get(), base_url=url, timeout=timeout, max_retries=0)
 
 
-class _Loop:
-    """An asyncio loop in a daemon thread, holding the client and the semaphore (both bound to it)."""
+@dataclass(eq=False)
+class _Endpoint:
+    """One server and its standing: requests in flight, failures in a row, out of rotation until when."""
 
-    def __init__(self, make_client, max_connections: int):
+    index: int
+    name: str  # normalised: no credentials or query, for messages and logs
+    url: str  # what the client is pointed at
+    client: Any = None
+    in_flight: int = 0
+    failures: int = 0  # in a row; a success resets it
+    downs: int = 0  # times taken out of rotation since its last success
+    down_until: float = 0.0
+    last_error: str = ""
+    answered: int = 0
+
+    def up(self, now: float) -> bool:
+        return self.down_until <= now
+
+
+class _Loop:
+    """An asyncio loop in a daemon thread, holding the endpoints' clients and their slots (bound to it).
+
+    A request takes a slot of the least-loaded endpoint in rotation that it has not just failed on; with
+    none free it waits in line and is handed the next slot that frees (FIFO, no polling)."""
+
+    def __init__(self, make_client, urls: Sequence[str], max_connections: int):
         self.loop = asyncio.new_event_loop()
         self._make_client = make_client
         self.max_connections = max_connections
-        self.client = None
-        self.semaphore: asyncio.Semaphore | None = None
+        self.endpoints = [_Endpoint(i, normalise_base_url(u), u) for i, u in enumerate(urls)]
+        self.waiters: list[tuple[asyncio.Future, frozenset[int]]] = []
+        self._ready = False
         self.thread = threading.Thread(target=self._run, name="openai-adapter-loop", daemon=True)
         self.thread.start()
 
@@ -174,9 +237,62 @@ class _Loop:
         self.loop.run_forever()
 
     def ready(self) -> None:  # called on the loop
-        if self.client is None:
-            self.client = self._make_client()
-            self.semaphore = asyncio.Semaphore(self.max_connections)
+        if not self._ready:
+            for endpoint in self.endpoints:
+                endpoint.client = self._make_client(endpoint.url)
+            self._ready = True
+
+    # ---- slots
+
+    def _cap(self, endpoint: _Endpoint, limit: int) -> int:
+        return limit if endpoint.downs == 0 else 1  # back from out of rotation: one probe at a time until it answers
+
+    def _eligible(self, avoid: frozenset[int]) -> list[_Endpoint]:
+        if len(self.endpoints) == 1:
+            return self.endpoints
+        now = time.monotonic()
+        up = [e for e in self.endpoints if e.up(now)] or self.endpoints  # all out: try them anyway, the backoff paces
+        return [e for e in up if e.index not in avoid] or up
+
+    async def acquire(self, avoid: frozenset[int] = frozenset()) -> _Endpoint:
+        while True:
+            eligible = self._eligible(avoid)
+            best = None
+            for e in eligible:
+                if e.in_flight < self._cap(e, self.max_connections) and (best is None or e.in_flight < best.in_flight):
+                    best = e
+            if best is not None:
+                best.in_flight += 1
+                return best
+            waiter = self.loop.create_future()
+            self.waiters.append((waiter, frozenset(e.index for e in eligible)))
+            try:
+                got = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self.release(waiter.result())
+                raise
+            if got is not None:  # handed a slot (in_flight already counts it)
+                return got
+            # None: the endpoints' standing changed, choose again
+
+    def release(self, endpoint: _Endpoint) -> None:
+        if endpoint.up(time.monotonic()) and endpoint.in_flight <= self._cap(endpoint, self.max_connections):
+            for i, (waiter, wants) in enumerate(self.waiters):
+                if not waiter.done() and endpoint.index in wants:
+                    del self.waiters[i]
+                    waiter.set_result(endpoint)  # the slot passes on
+                    self.waiters = [w for w in self.waiters if not w[0].done()] if i > 32 else self.waiters
+                    return
+        endpoint.in_flight -= 1
+        if endpoint.in_flight == 0 and len(self.endpoints) > 1:
+            self.wake_all()  # (a waiter may have been waiting for any endpoint to free)
+
+    def wake_all(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter, _ in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def submit(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -186,11 +302,12 @@ class _Loop:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.client is not None:
-            try:
-                await self.client.close()
-            except Exception:  # closing is best effort
-                pass
+        for endpoint in self.endpoints:
+            if endpoint.client is not None:
+                try:
+                    await endpoint.client.close()
+                except Exception:  # closing is best effort
+                    pass
 
     async def _shutdown_then_stop(self) -> None:
         await self._shutdown()
@@ -211,8 +328,6 @@ class _Loop:
             self.thread.join(timeout=10)
         if not self.thread.is_alive():
             self.loop.close()
-
-
 class OpenAIModel(StreamingChatModel):
     """Any OpenAI-compatible chat endpoint: concurrent, retried, streamed as answers finish."""
 
@@ -237,23 +352,31 @@ class OpenAIModel(StreamingChatModel):
         extra_body: dict[str, Any] | str | None = None,
         max_tokens_field: str = "max_tokens",
         max_tokens_cap: int | None = None,
+        down_after: int = 3,
+        down_for: float = 30.0,
     ):
         if not model:
             raise HarnessError("openai: name the model, e.g. --model-args model=gpt-4o-mini,base_url=http://127.0.0.1:8000/v1.")
         self.model = str(model)
-        given = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).strip()
-        self.base_url = normalise_base_url(given)  # for the identity and messages: no credentials or query
-        self._url = given.rstrip("/")  # what the client is pointed at
+        if base_url:
+            self._urls = endpoint_urls(base_url)
+        else:
+            self._urls = endpoint_urls(os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL, "$OPENAI_BASE_URL")
+        self.endpoints = [normalise_base_url(u) for u in self._urls]  # for messages and logs: no credentials or query
+        self.base_url = " | ".join(self.endpoints)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         if not key:
-            if not _is_loopback(self.base_url):
-                raise HarnessError(f"openai: no API key for {self.base_url}; set OPENAI_API_KEY or pass --model-args api_key=... (api_key=EMPTY for a server without auth).")
+            remote = [e for e in self.endpoints if not _is_loopback(e)]
+            if remote:
+                raise HarnessError(f"openai: no API key for {remote[0]}; set OPENAI_API_KEY or pass --model-args api_key=... (api_key=EMPTY for a server without auth).")
             key = NO_KEY
         self._key = _Secret(str(key))
         self.max_connections = _number("max_connections", max_connections, int, 1)
         self.timeout = _number("timeout", timeout, float, 0.001)
         self.max_retries = _number("max_retries", max_retries, int, 0)
         self.backoff = _number("backoff", backoff, float, 0)
+        self.down_after = _number("down_after", down_after, int, 1)
+        self.down_for = _number("down_for", down_for, float, 0)
         self.overrides = {k: v for k, v in {
             "temperature": _number("temperature", temperature, float, 0),
             "top_p": _number("top_p", top_p, float, 0),
@@ -288,7 +411,8 @@ class OpenAIModel(StreamingChatModel):
     # ------------------------------------------------------------------ identity and plumbing
 
     def cache_identity(self) -> dict[str, Any]:
-        identity: dict[str, Any] = {"model": self.model, "base_url": self.base_url, **self.overrides}
+        # the model, not where it is served: a run on one server resumes on several and hits the same cache
+        identity: dict[str, Any] = {"model": self.model, **self.overrides}
         if self.extra_body:
             identity["extra_body"] = self.extra_body
         if self.max_tokens_field != "max_tokens":
@@ -305,7 +429,7 @@ class OpenAIModel(StreamingChatModel):
                 raise HarnessError("openai: the model was closed; open a new one.")
             if self._loop is None:
                 # the factory holds the settings, not the model, so an unclosed model can still be collected
-                self._loop = _Loop(functools.partial(_make_client, self._key, self._url, self.timeout), self.max_connections)
+                self._loop = _Loop(functools.partial(_make_client, self._key, timeout=self.timeout), self._urls, self.max_connections)
                 self._finalizer = weakref.finalize(self, self._loop.stop)
             return self._loop
 
@@ -316,6 +440,8 @@ class OpenAIModel(StreamingChatModel):
         if loop is not None:
             self._finalizer.detach()
             loop.stop()
+            if len(loop.endpoints) > 1:
+                log.info("openai: answers per endpoint: %s", ", ".join(f"{e.name} {e.answered}" for e in loop.endpoints))
 
     def _scrub(self, text: str) -> str:
         """One line, the key (and any bearer token) removed, at most 300 characters."""
@@ -329,44 +455,114 @@ class OpenAIModel(StreamingChatModel):
     # ------------------------------------------------------------------ one HTTP call, retried
 
     async def _call(self, body: dict[str, Any], rt: _Loop):
+        """One completion, retried: a rate limit waits on the same endpoint; a connection error, timeout or 5xx
+        moves to another endpoint at once; once every endpoint has failed it (one endpoint: each failure) the
+        request backs off and tries again, at most max_retries times."""
         import openai
 
-        attempt = 0
+        several = len(rt.endpoints) > 1
+        rounds = 0  # back-offs after every endpoint failed this request
+        attempts = 0
+        tried: set[int] = set()  # endpoints that failed this request since its last back-off
+        limited: dict[int, int] = {}  # rate-limit retries per endpoint
+        pinned: _Endpoint | None = None  # a rate-limited request waits for the same endpoint
         while True:
-            attempt += 1
+            attempts += 1
             failure: _Attempt | None = None
             fatal: HarnessError | None = None
+            if pinned is not None:  # only that endpoint (while it is in rotation)
+                endpoint = await rt.acquire(frozenset(e.index for e in rt.endpoints if e is not pinned))
+                pinned = None
+            else:
+                endpoint = await rt.acquire(frozenset(tried))
             try:
-                assert rt.semaphore is not None and rt.client is not None
-                async with rt.semaphore:
-                    self.attempts += 1
-                    return await rt.client.chat.completions.create(**body)
+                self.attempts += 1
+                answer = await endpoint.client.chat.completions.create(**body)
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _RETRYABLE_STATUS or status >= 500:
-                    failure = _Attempt(f"HTTP {status}{self._server_says(exc)}", parse_retry_after(exc.response.headers))
+                    failure = _Attempt(f"HTTP {status}{self._server_says(exc)}", parse_retry_after(exc.response.headers), status >= 500)
                 else:
-                    fatal = self._fatal(exc)
+                    fatal = self._fatal(exc, endpoint.name)
             except openai.APITimeoutError:
                 failure = _Attempt(f"no answer within timeout={self.timeout:g} s")
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__
                 failure = _Attempt(f"connection error ({type(cause).__name__ if cause else 'unknown'})")
             except openai.OpenAIError as exc:  # e.g. an answer that is not a chat completion
-                fatal = HarnessError(f"openai: {self.base_url}: {type(exc).__name__}: {self._scrub(str(exc))}")
+                fatal = HarnessError(f"openai: {endpoint.name}: {type(exc).__name__}: {self._scrub(str(exc))}")
             except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (a proxy's page, a cut answer)
-                fatal = HarnessError(f"openai: {self.base_url} answered with a body that is not JSON ({exc.msg} at character {exc.pos}); "
+                fatal = HarnessError(f"openai: {endpoint.name} answered with a body that is not JSON ({exc.msg} at character {exc.pos}); "
                                      f"{_NOT_AN_API}.")
+            except BaseException:
+                rt.release(endpoint)
+                raise
+            else:
+                if several:
+                    self._answered(endpoint)
+                endpoint.answered += 1
+                rt.release(endpoint)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("openai: %s answered", endpoint.name)
+                return answer
             # raised here, outside the except blocks, so that no error chains back to the client's request (and its headers)
+            rt.release(endpoint)
             if fatal is not None:
                 raise fatal
             assert failure is not None
-            if attempt > self.max_retries:
-                raise HarnessError(f"openai: {self.base_url}: {failure.what}; gave up after {attempt} attempts "
-                                   f"(raise max_retries/timeout, or check the server). Finished samples are saved: resume the run.")
-            delay = self._delay(attempt, failure.retry_after)
-            log.warning("openai: %s from %s; retry %d of %d in %.1f s", failure.what, self.base_url, attempt, self.max_retries, delay)
+            endpoint.last_error = failure.what
+            if several:
+                if not failure.endpoint_fault and limited.get(endpoint.index, 0) < self.max_retries:
+                    limited[endpoint.index] = limited.get(endpoint.index, 0) + 1
+                    delay = self._delay(limited[endpoint.index], failure.retry_after)
+                    log.warning("openai: %s from %s; retry there in %.1f s", failure.what, endpoint.name, delay)
+                    await asyncio.sleep(delay)
+                    pinned = endpoint
+                    continue
+                self._strike(endpoint, rt)
+                tried.add(endpoint.index)
+                now = time.monotonic()
+                if any(e.index not in tried and e.up(now) for e in rt.endpoints):
+                    log.warning("openai: %s from %s; trying another endpoint", failure.what, endpoint.name)
+                    continue
+            rounds += 1
+            if rounds > self.max_retries:
+                raise HarnessError(self._gave_up(rt, endpoint, failure, attempts))
+            delay = self._delay(rounds, failure.retry_after)
+            log.warning("openai: %s from %s; retry %d of %d in %.1f s", failure.what, endpoint.name if not several else "all endpoints",
+                        rounds, self.max_retries, delay)
+            tried.clear()
             await asyncio.sleep(delay)
+
+    def _gave_up(self, rt: _Loop, endpoint: _Endpoint, failure: _Attempt, attempts: int) -> str:
+        advice = "Finished samples are saved: resume the run."
+        if len(rt.endpoints) == 1:
+            return (f"openai: {endpoint.name}: {failure.what}; gave up after {attempts} attempts "
+                    f"(raise max_retries/timeout, or check the server). {advice}")
+        now = time.monotonic()
+        state = "is down" if not any(e.up(now) for e in rt.endpoints) else "failed this request"
+        named = "; ".join(f"{e.name} ({e.last_error or 'no failure'})" for e in rt.endpoints)
+        return (f"openai: every endpoint {state}: {named}; gave up after {attempts} attempts "
+                f"(check the servers, or raise max_retries/timeout). {advice}")
+
+    def _strike(self, endpoint: _Endpoint, rt: _Loop) -> None:
+        """A failure in a row; `down_after` of them take the endpoint out of rotation for `down_for` s (doubling
+        each time it fails again on its return, at most 10 minutes); then one probe request at a time."""
+        endpoint.failures += 1
+        now = time.monotonic()
+        if endpoint.failures >= self.down_after and endpoint.up(now):
+            wait = min(self.down_for * 2 ** endpoint.downs, 600.0)
+            endpoint.downs += 1
+            endpoint.down_until = now + wait
+            log.warning("openai: %s is out of rotation for %.0f s after %d failures in a row (last: %s)",
+                        endpoint.name, wait, endpoint.failures, endpoint.last_error)
+            rt.wake_all()  # those waiting for it choose again
+            rt.loop.call_later(wait, rt.wake_all)
+
+    def _answered(self, endpoint: _Endpoint) -> None:
+        if endpoint.downs:
+            log.warning("openai: %s answers again; back in rotation", endpoint.name)
+        endpoint.failures = endpoint.downs = 0
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -379,7 +575,7 @@ class OpenAIModel(StreamingChatModel):
         message = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
         return f": {self._scrub(str(message))}" if message else ""
 
-    def _fatal(self, exc) -> HarnessError:
+    def _fatal(self, exc, where: str) -> HarnessError:
         status = exc.status_code
         says = self._server_says(exc)
         if status in (401, 403):
@@ -390,7 +586,7 @@ class OpenAIModel(StreamingChatModel):
             hint = "the server rejected the request; check the model args (max_tokens, sampling) and the prompt length"
         else:
             hint = "not retried"
-        return HarnessError(f"openai: {self.base_url}: HTTP {status}{says}; {hint}.")
+        return HarnessError(f"openai: {where}: HTTP {status}{says}; {hint}.")
 
     # ------------------------------------------------------------------ one request (n choices)
 
@@ -460,24 +656,43 @@ class OpenAIModel(StreamingChatModel):
 
     async def _feed(self, requests: Sequence[ChatRequest], out: queue.Queue, rt: _Loop) -> None:
         rt.ready()
-        tasks = {asyncio.ensure_future(self._answer(r, rt)): i for i, r in enumerate(requests)}
-        pending = set(tasks)
+        # each answer is handed over from its own done-callback: no asyncio.wait over every pending task per answer
+        tasks: list[asyncio.Task] = []
+        remaining = [len(requests)]
+        failed = asyncio.Event()
+        all_done = asyncio.Event()
+
+        def done(position: int, task: asyncio.Task) -> None:
+            remaining[0] -= 1
+            if not task.cancelled():
+                exc = task.exception()
+                if exc is None:
+                    if not failed.is_set():
+                        out.put(("ok", position, task.result()))
+                elif not failed.is_set():  # what finished before is handed over first, then the first failure
+                    failed.set()
+                    out.put(("error", None, exc))
+            if remaining[0] == 0:
+                all_done.set()
+
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                errors = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
-                for task in done:  # what finished is handed over first, then the first failure
-                    if not task.cancelled() and task.exception() is None:
-                        out.put(("ok", tasks[task], task.result()))
-                if errors:
-                    out.put(("error", None, errors[0]))
-                    return
-            out.put(("end", None, None))
+            for position, request in enumerate(requests):
+                task = asyncio.ensure_future(self._answer(request, rt))
+                task.add_done_callback(functools.partial(done, position))
+                tasks.append(task)
+            finished = asyncio.ensure_future(all_done.wait())
+            stopped = asyncio.ensure_future(failed.wait())
+            await asyncio.wait((finished, stopped), return_when=asyncio.FIRST_COMPLETED)
+            for waiting in (finished, stopped):
+                waiting.cancel()
+            if not failed.is_set():
+                out.put(("end", None, None))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug: hand it to the caller rather than hang
             out.put(("error", None, exc))
         finally:
+            pending = [t for t in tasks if not t.done()]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
