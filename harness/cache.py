@@ -72,6 +72,27 @@ def model_label(name: str, identity: dict[str, Any]) -> str:
     return f"{name}:{model}" if isinstance(model, str) and model else name
 
 
+@contextmanager
+def sqlite_errors(path: Path, doing: str, what: str = "the response cache", advice: str = "pass another --cache FILE or --no-cache",
+                  when_locked: str | None = None, damaged: str | None = None) -> Iterator[None]:
+    """SQLite's errors on a cache file as one line naming it (raised outside the except block: no chained
+    traceback); the one wording of the response cache, the score cache and the cache commands."""
+    problem = None
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            problem = (f"{path}: {what} is locked by another process (waited {BUSY_SECONDS:g} s to {doing} it); "
+                       f"{when_locked or 'wait for that process to finish, or ' + advice}.")
+        else:
+            problem = f"{path}: cannot {doing} {what} ({text}); check the file and its folder, or {advice}."
+    except sqlite3.DatabaseError as exc:  # not a database, truncated, malformed
+        problem = f"{path}: {damaged or what + ' is damaged'} ({exc}); delete the file (its answers are asked again), or {advice}."
+    if problem is not None:
+        raise HarnessError(problem)
+
+
 class ResponseCache:
     """Every failure of the file (damaged, not a database, locked, a folder, an entry that is not JSON) is
     one HarnessError naming it and what to do: a damaged cache is never believed, nor silently skipped."""
@@ -117,25 +138,8 @@ class ResponseCache:
             if "duplicate column" not in str(exc):  # (another process migrated it at the same moment: done)
                 raise
 
-    @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        """SQLite's errors as one line naming the file (raised outside the except block: no chained traceback)."""
-        problem = None
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" in text or "busy" in text:
-                problem = (f"{self.path}: the response cache is locked by another process (waited {BUSY_SECONDS:g} s to {doing} it); "
-                           "wait for that process to finish, or pass another --cache FILE or --no-cache.")
-            else:
-                problem = (f"{self.path}: cannot {doing} the response cache ({text}); check the file and its folder, "
-                           "or pass another --cache FILE or --no-cache.")
-        except sqlite3.DatabaseError as exc:  # not a database, truncated, malformed
-            problem = (f"{self.path}: the response cache is damaged ({exc}); delete the file (its answers are asked again), "
-                       "or pass another --cache FILE or --no-cache.")
-        if problem is not None:
-            raise HarnessError(problem)
+    def _guard(self, doing: str):
+        return sqlite_errors(self.path, doing)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.get_many([key]).get(key)

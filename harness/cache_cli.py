@@ -45,23 +45,9 @@ class TableStats:
     groups: list[Group] = field(default_factory=list)
 
 
-@contextmanager
-def _guard(path: Path, doing: str) -> Iterator[None]:
-    """SQLite's errors as one line naming the file (raised outside the except block: no chained traceback)."""
-    problem = None
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            problem = (f"{path}: the cache is locked by another process (waited {response_cache.BUSY_SECONDS:g} s to {doing} it); "
-                       "try again when it is done writing.")
-        else:
-            problem = f"{path}: cannot {doing} the cache ({text}); check the file and its folder, or pass another --cache FILE."
-    except sqlite3.DatabaseError as exc:
-        problem = f"{path}: not a usable cache ({exc}); delete the file (its answers are asked again), or pass another --cache FILE."
-    if problem is not None:
-        raise HarnessError(problem)
+def _guard(path: Path, doing: str):
+    return response_cache.sqlite_errors(path, doing, what="the cache", advice="pass another --cache FILE",
+                                        when_locked="try again when it is done writing", damaged="not a usable cache")
 
 
 @contextmanager

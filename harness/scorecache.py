@@ -30,15 +30,14 @@ import json
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
+from .cache import BUSY_SECONDS, sqlite_errors
 from .contract import Metric, MetricValue, ScoredPair
 from .errors import HarnessError
 
 SCORE_FORMAT = 1
-BUSY_SECONDS = 5.0  # as the response cache: how long a file locked by another process is waited for
 _CHUNK = 500  # keys per SELECT (SQLite's limit on bound parameters is 999 in old builds)
 
 
@@ -101,23 +100,8 @@ class ScoreCache:
         self.hits = 0
         self.computed = 0
 
-    @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        """SQLite's errors as one line naming the file (raised outside the except block: no chained traceback)."""
-        problem = None
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" in text or "busy" in text:
-                problem = (f"{self.path}: the cache is locked by another process (waited {BUSY_SECONDS:g} s to {doing} its scores); "
-                           "wait for that process to finish, or pass another --cache FILE or --no-cache.")
-            else:
-                problem = f"{self.path}: cannot {doing} the cache's scores ({text}); check the file and its folder, or pass another --cache FILE or --no-cache."
-        except sqlite3.DatabaseError as exc:
-            problem = f"{self.path}: the cache is damaged ({exc}); delete the file (its answers are asked again), or pass another --cache FILE or --no-cache."
-        if problem is not None:
-            raise HarnessError(problem)
+    def _guard(self, doing: str):
+        return sqlite_errors(self.path, doing, what="the cache")
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -1,7 +1,5 @@
 """Leaderboard figures (PNG + PDF) and the static HTML page, opened in headless Chromium."""
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ from harness.contract import SampleRecord, Turn
 from reports.figures import aspect_shares, carried_mean, make_figures
 from reports.html import render_page
 from reports.leaderboard import build_tables
+from browser import chromium as _chromium
 from test_leaderboard import esc_eval_record, make_run, sage_record
 
 pytest.importorskip("matplotlib")
@@ -81,16 +80,6 @@ def test_figures_are_written_as_png_and_pdf(board):
         assert set(figure.files) == {"png", "pdf"}
         assert figure.files["png"].read_bytes()[:8] == PNG and figure.files["pdf"].read_bytes()[:5] == b"%PDF-"
         assert figure.files["png"].parent == out and figure.table in {t.name for t in tables}
-
-
-def _chromium(page: Path) -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Debian's chromium is not installed (install.sh installs it)")
-    proc = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
-                           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout, proc.stderr
 
 
 def check_page(page: Path, tables: int, figures: int) -> list[str]:

@@ -2,14 +2,13 @@
 and of two runs compared, written through the CLI and rendered in headless Chromium."""
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from browser import chromium as _chromium
 from test_leaderboard import make_run, sage_record
 
 HOSTILE = "<script>window.__pwned=1</script><img src=x onerror=alert(1)>"
@@ -30,16 +29,6 @@ def _mesc(tmp_path, data_root, answer, name):
 def _data(html):
     found = re.search(r'<script type="application/json" id="view-data">(.*?)</script>', html, re.S)
     return json.loads(found.group(1))
-
-
-def _chromium(page: Path) -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Debian's chromium is not installed (install.sh installs it)")
-    proc = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
-                           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout, proc.stderr
 
 
 def _rendered(page: Path, mode: str, n: int) -> str:
