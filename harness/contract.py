@@ -172,7 +172,8 @@ class Dataset:
 
 
 class Task(ABC):
-    """A benchmark. Constructed as `Task(**task_args)`."""
+    """A benchmark. Constructed as `Task(**task_args)`. `default_metrics` are computed by a run;
+    `reported_metrics` (patterns) are the ones a leaderboard table shows unless asked for all."""
 
     name: ClassVar[str]
     dataset: ClassVar[Dataset]
@@ -181,6 +182,9 @@ class Task(ABC):
     # defaults that need a resource the user builds once (EPITOME classifiers): left out with a warning
     # when missing, unless asked for by name
     optional_metrics: ClassVar[tuple[str, ...]] = ()
+    # the columns the task's papers report, as fnmatch patterns over metric names ("bertscore-f1-*"): what
+    # `harness leaderboard` shows by default (--metrics all: every column); () = every column
+    reported_metrics: ClassVar[tuple[str, ...]] = ()
     seed: int = 0  # the run's --seed, set by the runner before `load` (e.g. to draw k-shot examples)
 
     @abstractmethod

@@ -2,7 +2,8 @@
 command (the engine's and the plugins').
 
     --output-dir DIR     where a command writes what it makes (run folders, tables, classifiers, frames)
-    --out FILE           the one file a command writes (an A/B sheet, a figure): a file, not a folder
+    --out FILE           the one file a command writes (an A/B sheet, a figure, a leaderboard table): a file, not a folder
+                         (the leaderboard's --out also takes a folder: a name without extension)
     --runs-dir DIR       the folder of run folders a command reads (the leaderboard)
     --data-dir DIR       the datasets folder
     --cache FILE / --no-cache    the response cache

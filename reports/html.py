@@ -1,5 +1,7 @@
 """The leaderboard as one self-contained static HTML page: inline CSS, figures as base64 PNG, a few lines
-of inline JavaScript (sort a table by clicking a column header); no CDN, no external request.
+of inline JavaScript (sort a table by clicking a column header); no CDN, no external request. The measured
+rows and each published source's rows are a `<tbody>` of their own (a source's opens with a row naming
+it), and sorting reorders the rows inside each, so the groups stay.
 
 On load the script writes what rendered into `<body data-tables=N data-figures=M data-ready=1>` (tables,
 figures whose image decoded), which the headless-Chromium test reads back.
@@ -12,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from .leaderboard import DAGGER, Table, describe_variants, footnotes
+from .leaderboard import DAGGER, Row, Table, describe_variants, footnotes, row_groups, source_heading
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5f6b7a; --line:#d9dee5; --measured:#eef4fb; --best:#fff3c4; --ref:#fbeaea; }
@@ -37,6 +39,7 @@ table.lb td.best { background: var(--best) !important; }
 table.lb td .ci { display: block; font-size: 11px; color: var(--muted); }
 table.lb td .sig { color: #b03030; font-weight: 700; margin-left: 2px; }
 table.lb td.none { color: #b7bec8; }
+table.lb tr.group td { text-align: left; font-weight: 600; font-style: italic; background: #f5f7fa; border-top: 2px solid var(--line); }
 ul.notes { font-size: 12.5px; padding-left: 18px; } ul.notes li { margin: 2px 0; }
 figure { margin: 18px 0; } figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; background: white; }
 figcaption { font-size: 12.5px; margin-top: 4px; }
@@ -45,12 +48,8 @@ code { background: #f2f4f7; padding: 0 3px; border-radius: 3px; }
 
 SCRIPT = """
 (function () {
-  function sortBy(th) {
-    var table = th.closest('table'), body = table.tBodies[0], index = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var descending = !th.classList.contains('sorted-desc');
-    Array.prototype.forEach.call(th.parentNode.children, function (h) { h.classList.remove('sorted-asc', 'sorted-desc'); });
-    th.classList.add(descending ? 'sorted-desc' : 'sorted-asc');
-    var rows = Array.prototype.slice.call(body.rows);
+  function sortBody(body, index, descending) {  // a group's heading row stays first
+    var rows = Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains('group'); });
     rows.sort(function (a, b) {
       var x = a.cells[index].getAttribute('data-value'), y = b.cells[index].getAttribute('data-value');
       if (x === null || x === '') return 1;
@@ -61,7 +60,14 @@ SCRIPT = """
     });
     rows.forEach(function (r) { body.appendChild(r); });
   }
-  document.querySelectorAll('table.lb th').forEach(function (th) { th.addEventListener('click', function () { sortBy(th); }); });
+  function sortBy(th) {
+    var table = th.closest('table'), index = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var descending = !th.classList.contains('sorted-desc');
+    Array.prototype.forEach.call(th.parentNode.children, function (h) { h.classList.remove('sorted-asc', 'sorted-desc'); });
+    th.classList.add(descending ? 'sorted-desc' : 'sorted-asc');
+    Array.prototype.forEach.call(table.tBodies, function (body) { sortBody(body, index, descending); });
+  }
+  document.querySelectorAll('table.lb thead th').forEach(function (th) { th.addEventListener('click', function () { sortBy(th); }); });
   window.addEventListener('load', function () {
     var images = document.querySelectorAll('figure img'), decoded = 0;
     images.forEach(function (img) { if (img.complete && img.naturalWidth > 0) decoded += 1; });
@@ -77,31 +83,37 @@ def _table_html(table: Table) -> str:
     head = ['<th class="label">model</th>', '<th class="source">source</th>', "<th>n</th>"]
     for column in table.columns:
         head.append(f'<th title="{escape(describe_variants(column.variants))}">{escape(column.label)} {column.arrow}</th>')
-    body = []
-    for row in table.rows:
-        classes = [row.kind] + (["reference"] if row.reference else [])
-        title = escape(" ".join(x for x in (row.group, row.note) if x))
-        label = escape(row.label) + (" <em>(reference)</em>" if row.reference else "")
-        cells = [f'<td class="label" data-value="{escape(row.label)}" title="{title}">{label}</td>',
-                 f'<td class="source" data-value="{escape(row.source)}">{escape(row.source)}</td>',
-                 f'<td data-value="{"" if row.n is None else row.n}">{"" if row.n is None else row.n}</td>']
-        for column in table.columns:
-            cell = row.cells.get(column.key)
-            if cell is None:
-                cells.append('<td class="none" data-value="">--</td>')
-                continue
-            places = column.decimals
-            text = f"{cell.value:.{places}f}"
-            inner = f"<strong>{text}</strong>" if cell.best else text
-            if cell.significant:
-                inner += f'<span class="sig">{DAGGER}</span>'
-            if cell.interval:
-                inner += f'<span class="ci">[{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]</span>'
-            hover = f' title="p = {cell.p_value:.4f} against the reference"' if cell.p_value is not None else ""
-            cells.append(f'<td class="num{" best" if cell.best else ""}" data-value="{cell.value!r}"{hover}>{inner}</td>')
-        body.append(f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>")
+    bodies = []
+    for origin, rows in row_groups(table):
+        body = [] if origin is None else [f'<tr class="group"><td colspan="{3 + len(table.columns)}">{escape(source_heading(origin))}</td></tr>']
+        body.extend(_row_html(table, row) for row in rows)
+        bodies.append("<tbody>" + "".join(body) + "</tbody>")
     return (f'<div class="scroll"><table class="lb" id="table-{escape(table.name)}" data-task="{escape(table.task)}" data-split="{escape(table.split)}">'
-            f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+            f"<thead><tr>{''.join(head)}</tr></thead>{''.join(bodies)}</table></div>")
+
+
+def _row_html(table: Table, row: Row) -> str:
+    classes = [row.kind] + (["reference"] if row.reference else [])
+    title = escape(" ".join(x for x in (row.group, row.note) if x))
+    label = escape(row.label) + (" <em>(reference)</em>" if row.reference else "")
+    cells = [f'<td class="label" data-value="{escape(row.label)}" title="{title}">{label}</td>',
+             f'<td class="source" data-value="{escape(row.source)}">{escape(row.source)}</td>',
+             f'<td data-value="{"" if row.n is None else row.n}">{"" if row.n is None else row.n}</td>']
+    for column in table.columns:
+        cell = row.cells.get(column.key)
+        if cell is None:
+            cells.append('<td class="none" data-value="">--</td>')
+            continue
+        places = column.decimals
+        text = f"{cell.value:.{places}f}"
+        inner = f"<strong>{text}</strong>" if cell.best else text
+        if cell.significant:
+            inner += f'<span class="sig">{DAGGER}</span>'
+        if cell.interval:
+            inner += f'<span class="ci">[{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]</span>'
+        hover = f' title="p = {cell.p_value:.4f} against the reference"' if cell.p_value is not None else ""
+        cells.append(f'<td class="num{" best" if cell.best else ""}" data-value="{cell.value!r}"{hover}>{inner}</td>')
+    return f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>"
 
 
 def _figure_html(figure: Any) -> str:
@@ -115,6 +127,20 @@ def _figure_html(figure: Any) -> str:
             f"<figcaption>{escape(figure.caption)} Files: {links}.</figcaption></figure>")
 
 
+def shown_folder(folder: Path) -> str:
+    """The runs folder as the page names it: relative to the current directory (as typed when relative), so
+    a page built inside a checkout names no path of the machine; a folder outside it keeps its absolute path."""
+    folder = Path(folder)
+    if not folder.is_absolute():
+        return str(folder)
+    for base, path in ((Path.cwd(), folder), (Path.cwd().resolve(), folder.resolve())):  # as typed, then through links
+        try:
+            return str(path.relative_to(base)) or "."
+        except ValueError:
+            continue
+    return str(folder)
+
+
 def render_page(tables: Sequence[Table], figures: Sequence[Any] = (), runs_root: Path | None = None, title: str = "ESC harness leaderboard") -> str:
     measured = sum(len(t.measured) for t in tables)
     published = sum(len(t.rows) - len(t.measured) for t in tables)
@@ -124,7 +150,7 @@ def render_page(tables: Sequence[Table], figures: Sequence[Any] = (), runs_root:
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<header><h1>{escape(title)}</h1>",
         f'<p class="meta">Generated {generated} by <code>harness leaderboard</code>'
-        + (f" from <code>{escape(str(runs_root))}</code>" if runs_root else "")
+        + (f" from <code>{escape(shown_folder(runs_root))}</code>" if runs_root else "")
         + f": {measured} measured row(s), {published} published row(s), {len(figures)} figure(s). Measured rows are shaded; "
         "published rows carry the numbers as printed in their source. Click a column header to sort.</p>",
         "<nav>" + "".join(f'<a href="#section-{escape(t.name)}">{escape(t.task)} ({escape(t.split)})</a>' for t in tables) + "</nav></header>",

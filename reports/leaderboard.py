@@ -1,7 +1,8 @@
 """Leaderboard tables: measured runs and published numbers, one table per task and split.
 
 - Rows: the latest finished run of each model / task options / split (harness/leaderboard.py), then the
-  published rows of `baselines/published/*.json` for that task and split, marked as published.
+  published rows of `baselines/published/*.json` for that task and split, marked as published and grouped
+  under their source (one group per published file, in file order: `row_groups`).
 - Columns: one per metric *variant*. A measured metric's variant is read from the run's
   `summary.json` `metric_info` (backbone, classifier, judge ... see VARIANT_FIELDS) and from the models
   that played the roles it depends on: every role of a dialogue task (with the version of their
@@ -17,10 +18,14 @@
   registered metric's own `higher_is_better`, `decimals` and `order` (harness.contract.Metric); a metric
   not registered here (a published number of a plugin not installed) gets Metric's defaults, and columns
   of equal order keep the order they are first seen in.
+- Which columns: with `reported=True` (the command's default) only the metrics the task's papers report
+  (the registered task's `reported_metrics` patterns; a task not registered here, or one that declares none,
+  shows every column); the others measured are named in the table's notes.
 """
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import math
 from dataclasses import dataclass, field
@@ -107,6 +112,7 @@ class Row:
     note: str = ""
     reference: bool = False
     shared: int | None = None  # samples shared with the reference run
+    origin: Any = None  # a published row's baselines.published.Source (the file it was first read from)
 
 
 @dataclass
@@ -237,15 +243,33 @@ def _column(key: tuple, metric: str, label: str, higher_is_better: bool | None =
     return Column(key, metric, label, higher_is_better=higher, measured=measured, decimals=shown.decimals, order=shown.order)
 
 
+def reported_patterns(task: str) -> tuple[str, ...]:
+    """The registered task's `reported_metrics` (fnmatch patterns); () - every column - for a task not
+    registered here (or whose plugin does not load)."""
+    try:
+        found = registry.tasks.get(task)
+    except Exception:  # not registered, or its plugin is not installed here
+        return ()
+    return tuple(getattr(found, "reported_metrics", ()) or ())
+
+
 def build_table(task: str, split: str, entries: Sequence[RunEntry], published: Sequence[tuple[str, Any]],
-                metrics: Sequence[str] | None = None) -> Table:
-    """One table from the measured runs of (task, split) and the published tables (file stem, PublishedTable)."""
+                metrics: Sequence[str] | None = None, reported: Sequence[str] = ()) -> Table:
+    """One table from the measured runs of (task, split) and the published tables (file stem, PublishedTable).
+    `metrics`: only these columns; `reported`: only metrics matching one of these patterns (() = all)."""
     columns: dict[tuple, Column] = {}
     seen_order: list[str] = []
     wanted = set(metrics) if metrics else None
+    hidden: list[str] = []  # metrics left out by `reported`, named in the notes
 
     def keep(metric: str) -> bool:
-        return wanted is None or metric in wanted
+        if wanted is not None and metric not in wanted:
+            return False
+        if reported and not any(fnmatch.fnmatchcase(metric, pattern) for pattern in reported):
+            if metric not in hidden:
+                hidden.append(metric)
+            return False
+        return True
 
     # measured columns: one per (metric, variant signature)
     sigs: dict[str, set] = {}
@@ -308,7 +332,8 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
                 if source not in same.source:
                     same.source += f", {table.source.table}"
                 continue
-            row = Row(label, "published", source, None if prow.variant else table.n, cells, group=prow.group, note=prow.note)
+            row = Row(label, "published", source, None if prow.variant else table.n, cells, group=prow.group, note=prow.note,
+                      origin=table.source)
             by_identity.setdefault((table.source.short, label), row)
             rows.append(row)
         if used and table.source not in sources:
@@ -316,9 +341,34 @@ def build_table(task: str, split: str, entries: Sequence[RunEntry], published: S
     # the harness's own definitions first (measured, or published with the same definition), then the
     # published-only variants, grouped by variant
     ordered = sorted(columns.values(), key=lambda c: (c.key[0] == "p", c.key[2] if c.key[0] == "p" else "", _metric_rank(seen_order, c), c.label))
-    result = Table(task, split, ordered, rows, sources=sources, notes=panel_notes(entries))
+    notes = panel_notes(entries)
+    if hidden:
+        notes.append(f"Not shown (the task's papers do not report them; --metrics all shows every column): {', '.join(hidden)}.")
+    result = Table(task, split, ordered, rows, sources=sources, notes=notes)
     mark_best(result)
     return result
+
+
+def source_heading(source: Any) -> str:
+    """A published group's heading: "Published: FIRES Table 1 (Wang et al. 2025)"."""
+    names = source.authors.replace(" et al.", "").replace(" and ", ", ").split(", ")
+    who = names[0] + (" et al." if len(names) > 1 or "et al." in source.authors else "")
+    return f"Published: {source.short} {source.table} ({who} {source.year})"
+
+
+def row_groups(table: Table) -> list[tuple[Any, list[Row]]]:
+    """The table's rows in runs of one origin: (None, the measured rows), then (Source, its published rows)
+    per published file, in order."""
+    groups: list[tuple[Any, list[Row]]] = []
+    last: tuple | None = None
+    for row in table.rows:
+        origin = row.origin if row.kind == "published" else None
+        if groups and last == (row.kind, origin):
+            groups[-1][1].append(row)
+        else:
+            groups.append((origin, [row]))
+        last = (row.kind, origin)
+    return groups
 
 
 def panel_notes(entries: Sequence[RunEntry]) -> list[str]:
@@ -377,8 +427,9 @@ def mark_best(table: Table) -> None:
 
 def build_tables(runs_root: Path | None, published: Sequence[tuple[str, Any]] = (), keep_all: bool = False,
                  metrics: Sequence[str] | None = None, reference: str | None = None,
-                 resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> list[Table]:
-    """Every table: one per task / split that has measured runs or published rows."""
+                 resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0, reported: bool = False) -> list[Table]:
+    """Every table: one per task / split that has measured runs or published rows. `reported`: each task's
+    table keeps only the columns its papers report (the task's `reported_metrics`)."""
     entries = collect_runs(runs_root, keep_all) if runs_root is not None else []
     keys: list[tuple[str, str]] = []
     for e in entries:
@@ -387,7 +438,8 @@ def build_tables(runs_root: Path | None, published: Sequence[tuple[str, Any]] = 
     for _, table in published:
         if (table.task, table.split) not in keys:
             keys.append((table.task, table.split))
-    tables = [build_table(task, split, [e for e in entries if (e.header.task, e.header.split) == (task, split)], published, metrics)
+    tables = [build_table(task, split, [e for e in entries if (e.header.task, e.header.split) == (task, split)], published, metrics,
+                          reported_patterns(task) if reported else ())
               for task, split in keys]
     tables = [t for t in tables if t.rows and t.columns]
     if reference:
@@ -559,38 +611,47 @@ def _md_escape(text: str) -> str:
 
 
 def render_markdown(tables: Sequence[Table]) -> str:
+    """One table per task and split; the published rows of each source under a row naming it."""
     out = []
     for table in tables:
         out.append(f"## {table.task} ({table.split})\n")
         header = ["model", "source", "n"] + [f"{c.label} {c.arrow}" for c in table.columns]
         out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
         out.append("|" + "|".join(["---", "---", "---:"] + ["---:"] * len(table.columns)) + "|")
-        for row in table.rows:
-            cells = [_md_escape(row.label + (" (reference)" if row.reference else "")), _md_escape(row.source), "" if row.n is None else str(row.n)]
-            for column in table.columns:
-                cell = row.cells.get(column.key)
-                if cell is None:
-                    cells.append("--")
-                    continue
-                text = f"{cell.value:.{column.decimals}f}"
-                text = f"**{text}**" if cell.best else text
-                if cell.interval:
-                    places = column.decimals
-                    text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
-                if cell.significant:
-                    text += f" {DAGGER}"
-                cells.append(text)
-            out.append("| " + " | ".join(cells) + " |")
+        for origin, rows in row_groups(table):
+            if origin is not None:
+                out.append(f"| *{_md_escape(source_heading(origin))}* |" + " |" * (2 + len(table.columns)))
+            out.extend(_md_row(table, row) for row in rows)
         out.append("")
         out.extend(f"- {_md_escape(n)}" for n in footnotes(table))
         out.append("")
     return "\n".join(out)
 
 
+def _md_row(table: Table, row: Row) -> str:
+    cells = [_md_escape(row.label + (" (reference)" if row.reference else "")), _md_escape(row.source), "" if row.n is None else str(row.n)]
+    for column in table.columns:
+        cell = row.cells.get(column.key)
+        if cell is None:
+            cells.append("--")
+            continue
+        text = f"{cell.value:.{column.decimals}f}"
+        text = f"**{text}**" if cell.best else text
+        if cell.interval:
+            places = column.decimals
+            text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
+        if cell.significant:
+            text += f" {DAGGER}"
+        cells.append(text)
+    return "| " + " | ".join(cells) + " |"
+
+
 def render_csv(tables: Sequence[Table]) -> str:
     """One CSV for all tables (task and split columns tell them apart); full precision; `<col>_low`,
-    `<col>_high` the interval, `<col>_p` the paired p-value against the reference."""
-    header = ["model", "kind", "source", "task", "split", "n", "run"]
+    `<col>_high` the interval, `<col>_p` the paired p-value against the reference. No heading lines, so
+    every line is a row: `group` is what the other formats head the row's group with ("measured", or the
+    published file's source, e.g. "FIRES Table 1"), `paper_group` the row's group inside its source's table."""
+    header = ["model", "kind", "source", "group", "paper_group", "task", "split", "n", "run"]
     value_columns: list[str] = []
     for table in tables:
         for column in table.columns:
@@ -602,7 +663,9 @@ def render_csv(tables: Sequence[Table]) -> str:
     writer.writeheader()
     for table in tables:
         for row in table.rows:
-            line: dict[str, Any] = {"model": row.label, "kind": row.kind, "source": row.source, "task": table.task, "split": table.split,
+            group = f"{row.origin.short} {row.origin.table}" if row.kind == "published" and row.origin is not None else row.kind
+            line: dict[str, Any] = {"model": row.label, "kind": row.kind, "source": row.source, "group": group, "paper_group": row.group,
+                                    "task": table.task, "split": table.split,
                                     "n": "" if row.n is None else row.n, "run": row.run.header.run_id if row.run else ""}
             for column in table.columns:
                 cell = row.cells.get(column.key)
@@ -626,33 +689,38 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(tables: Sequence[Table]) -> str:
-    """One booktabs tabular per table, in a table float with its footnotes as the caption."""
+    """One booktabs tabular per table, in a table float with its footnotes as the caption; the published rows
+    of each source under an italic line naming it."""
     out = ["% generated by `harness leaderboard`; needs \\usepackage{booktabs}", ""]
     for table in tables:
         out.append("\\begin{table}[t]\n\\centering\\small")
         out.append("\\begin{tabular}{ll r" + "r" * len(table.columns) + "}\n\\toprule")
         out.append(" & ".join(["Model", "Source", "$n$"] + [latex_escape(f"{c.label} {c.arrow}") for c in table.columns]) + " \\\\\n\\midrule")
-        previous = None
-        for row in table.rows:
-            if previous == "measured" and row.kind == "published":
+        for number, (origin, rows) in enumerate(row_groups(table)):
+            if number:
                 out.append("\\midrule")
-            previous = row.kind
-            cells = [latex_escape(row.label + (" (reference)" if row.reference else "")), latex_escape(row.source), "" if row.n is None else str(row.n)]
-            for column in table.columns:
-                cell = row.cells.get(column.key)
-                if cell is None:
-                    cells.append("--")
-                    continue
-                places = column.decimals
-                text = f"{cell.value:.{places}f}"
-                text = f"\\textbf{{{text}}}" if cell.best else text
-                if cell.significant:
-                    text += "$^\\dagger$"
-                if cell.interval:
-                    text += f" {{\\scriptsize [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]}}"
-                cells.append(text)
-            out.append(" & ".join(cells) + " \\\\")
+            if origin is not None:  # a published file's rows, under its source
+                out.append(f"\\multicolumn{{{3 + len(table.columns)}}}{{l}}{{\\textit{{{latex_escape(source_heading(origin))}}}}} \\\\")
+            out.extend(_latex_row(table, row) for row in rows)
         out.append("\\bottomrule\n\\end{tabular}")
         out.append("\\caption{" + latex_escape(f"{table.task} ({table.split}). " + " ".join(footnotes(table)[:2])) + "}")
         out.append(f"\\label{{tab:{table.name}}}\n\\end{{table}}\n")
     return "\n".join(out)
+
+
+def _latex_row(table: Table, row: Row) -> str:
+    cells = [latex_escape(row.label + (" (reference)" if row.reference else "")), latex_escape(row.source), "" if row.n is None else str(row.n)]
+    for column in table.columns:
+        cell = row.cells.get(column.key)
+        if cell is None:
+            cells.append("--")
+            continue
+        places = column.decimals
+        text = f"{cell.value:.{places}f}"
+        text = f"\\textbf{{{text}}}" if cell.best else text
+        if cell.significant:
+            text += "$^\\dagger$"
+        if cell.interval:
+            text += f" {{\\scriptsize [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]}}"
+        cells.append(text)
+    return " & ".join(cells) + " \\\\"

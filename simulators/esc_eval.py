@@ -73,6 +73,9 @@ class ESCEvalTask(DialogueTask):
     splits = ("test",)
     default_metrics = ("esc-eval-fluency", "esc-eval-expression", "esc-eval-empathy", "esc-eval-information",
                        "esc-eval-humanoid", "esc-eval-skill", "esc-eval-overall", "esc-eval-average", "esc-eval-score")
+    # COMPEER Table 2: the seven dimensions and their "Average" (filed under esc-eval-score, 0-100)
+    reported_metrics = ("esc-eval-fluency", "esc-eval-expression", "esc-eval-empathy", "esc-eval-information",
+                        "esc-eval-humanoid", "esc-eval-skill", "esc-eval-overall", "esc-eval-score")
     roles: ClassVar[tuple[str, ...]] = ("seeker",)  # the judge is the role of the metrics' grader
     prompt_version = f"esc-eval-seeker/1+{judging.PROMPT_VERSION}"
 

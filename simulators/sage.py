@@ -172,6 +172,7 @@ class SageTask(DialogueTask):
     )
     splits = ("test",)
     default_metrics = ("sage-score", "sage-success", "sage-failure")
+    reported_metrics = ("sage-score", "sage-success", "sage-failure")  # SAGE's leaderboard, COMPEER Table 3
     roles: ClassVar[tuple[str, ...]] = ("seeker",)
     prompt_version = "sage-prompts-v1"
 

@@ -359,6 +359,8 @@ class PromptedTask(Task):
     system_prompt: ClassVar[str]
     default_metrics = RESPONSE_METRICS + OPTIONAL_RESPONSE_METRICS
     optional_metrics = OPTIONAL_RESPONSE_METRICS
+    # FIRES Tables 1, 2, 4, 5: B-2, R-L, METEOR, F_BERT (any backbone), Dist-3 (per response), DIFF-EPITOME
+    reported_metrics = ("bleu-2", "rouge-l", "meteor", "bertscore-f1-*", "dist-3-response", "diff-epitome")
 
     def __init__(self, prompt: str = "plain", shots: int = 0):
         self.options = PromptOptions.parse(prompt, shots, task=self.name)

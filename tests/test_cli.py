@@ -99,7 +99,7 @@ def test_bad_options_are_one_line_errors(tmp_path, data_root):
     assert_one_line_error(harness("run", "--task", "mesc"), "--model")
     assert_one_line_error(harness("score", str(tmp_path)), "run.json: not found")
     assert_one_line_error(harness("leaderboard", "--runs-dir", str(tmp_path)), "no finished runs")
-    assert_one_line_error(harness("leaderboard", "--runs-dir", str(tmp_path), "--format", "html"), "give --output-dir DIR")
+    assert_one_line_error(harness("leaderboard", "--runs-dir", str(tmp_path), "--format", "html"), "give --out FILE.html")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

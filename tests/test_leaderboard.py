@@ -427,7 +427,7 @@ def test_command_writes_the_formats_and_prints_one(tmp_path):
     measured = [r for r in rows if r["kind"] == "measured"]
     assert len(measured) == 1 and measured[0]["bleu-2"] == "2.77" and "rouge-l" not in rows[0]
     assert {r["model"] for r in rows if r["kind"] == "published"} >= {"FIRES", "GPT-4o (3-shot)"}  # published rows by default
-    for args, message in ((["--format", "html"], "without --output-dir DIR"), (["--format", "pdf", "--output-dir", str(out)], "unknown format(s) pdf"),
+    for args, message in ((["--format", "html"], "without --out the leaderboard prints one text format"), (["--format", "pdf", "--output-dir", str(out)], "unknown format(s) pdf"),
                           (["--metrics", "nope"], "nothing to show")):
         bad = cli.invoke(leaderboard_command, ["--runs-dir", str(runs), *args])
         assert bad.exit_code != 0 and isinstance(bad.exception, HarnessError) and message in str(bad.exception), (args, bad.output)
