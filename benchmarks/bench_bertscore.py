@@ -29,7 +29,10 @@ def main() -> None:
     cands = [o.text for o in model.generate([task.build_request(s) for s in samples])]
     refs = [s.reference for s in samples]
     backbone = bertscore.BACKBONES["minilm"]
-    scorer = bertscore.scorer(backbone)
+    from bert_score import BERTScorer
+
+    scorer = BERTScorer(model_type=backbone.path(), num_layers=backbone.num_layers, idf=False, rescale_with_baseline=False,
+                        batch_size=bertscore.BATCH_SIZE, use_fast_tokenizer=False)
     scorer.score(cands[:4], refs[:4])  # load and warm up both paths
     bertscore.score_pairs(backbone, cands[:4], refs[:4])
 

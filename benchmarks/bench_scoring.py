@@ -164,7 +164,6 @@ def forget_loaded_models() -> None:
     lexical._meteor_memo.clear()
     bertscore.clear_memos()
     bertscore._scorers.clear()
-    bertscore._float64.clear()
     epitome_metric._loaded.clear()
 
 

@@ -286,9 +286,17 @@ class Metric(ABC):
     # True when the value changes with the corpus's size (Dist-n): resampling with duplicates would lower
     # it, so its interval comes from half-samples drawn without replacement instead.
     size_dependent: bool = False
+    # True when compute() may run on a thread of its own beside the other metrics' (its heavy work is in torch,
+    # which releases the GIL, and it guards its own shared state): a model-based metric's loading and encoding
+    # then overlap the rest of the scoring.
+    concurrent: bool = False
 
     def check(self) -> None:
         """Raise HarnessError before a run starts if a resource (e.g. WordNet) is missing."""
+
+    def prepare(self) -> None:
+        """Load what compute needs (a model, data) ahead of the first pairs; a run calls it for `concurrent`
+        metrics in its metric worker process (harness/metric_worker.py) while the model answers."""
 
     def info(self) -> dict[str, Any]:
         """Versions and variants that change the value; recorded in summary.json."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import datafiles, dialogues, grading, paths, registry, scorecache, scoring, store
+from . import datafiles, dialogues, grading, metric_worker, paths, registry, scorecache, scoring, store
 from .cache import CachedModel, ResponseCache, group_commits
 from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
@@ -19,8 +19,11 @@ from .lifecycle import (ModelSpec, RunFolder, close_models, git_revision, now, o
 from .redaction import is_redacted, redact, secrets_of
 from .uncertainty import DEFAULT_RESAMPLES
 
-SCORE_BATCH = 64  # finished samples scored and written together
-FLUSH_SECONDS = 1.0  # ... or after this long, whichever comes first
+# Finished samples are scored and written together once a second (FLUSH_SECONDS), or once SCORE_BATCH of them
+# wait: a model answering fast (retrieval, cached answers) has its samples scored in a few large batches, which
+# the model-based metrics handle far faster than many small ones; a slow one has each answer saved within seconds.
+SCORE_BATCH = 1024
+FLUSH_SECONDS = 1.0
 CALLS_CACHE = "calls.sqlite"  # a dialogue run's own cache when the shared one is off: resuming needs it
 RoleConfig = ModelSpec  # a role's model, as the run API has always called it
 
@@ -223,6 +226,18 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
     roles = role_specs(task, grading.graders_of([registry.metrics.get(n) for n in names]), config)  # before any warning
     # fails early if e.g. WordNet is missing
     metrics = scoring.load_metrics(names, () if config.metrics else task.optional_metrics)
+    # BERTScore's and EPITOME's models load in a process of their own from here on (harness/metric_worker.py)
+    metrics, worker = metric_worker.start(metrics)
+    try:
+        return _run(config, folder, changed, seed, resamples, task, roles, metrics, resume, on_folder, progress)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[str, Any]], seed: int, resamples: int, task: Task,
+         roles: dict[str, ModelSpec], metrics: list[Metric], resume: Path | None, on_folder: Callable[[Path], None] | None,
+         progress: bool | None) -> RunResult:
     graders = grading.graders_of(metrics)
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
     if folder is not None and folder.header.data != hashes:

@@ -174,7 +174,7 @@ class CachedMetric(Metric):
     """A metric behind the score cache: per-sample values and declared features are read where the cache has
     them and computed (then stored) for the other pairs only. Everything else is the metric's own."""
 
-    _SHOWN = ("name", "description", "higher_is_better", "decimals", "order", "bounds", "grader", "per_sample", "size_dependent")
+    _SHOWN = ("name", "description", "higher_is_better", "decimals", "order", "bounds", "grader", "per_sample", "size_dependent", "concurrent")
 
     def __init__(self, inner: Metric, cache: ScoreCache):
         self.inner, self.cache = inner, cache

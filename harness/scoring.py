@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .contract import Metric, SampleRecord, ScoredPair, Summary
 from .errors import HarnessError
-from . import grading, registry, uncertainty
+from . import grading, registry, threads, uncertainty
 
 
 def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Metric]:
@@ -36,14 +36,19 @@ def pairs_of(records: Sequence[SampleRecord]) -> list[ScoredPair]:
 
 
 def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) -> list[dict[str, float]]:
+    """Each per-sample metric's values, `Metric.concurrent` ones each on a thread of its own meanwhile."""
+    def compute(metric: Metric) -> list[float]:
+        values = metric.compute(pairs).per_sample
+        if values is None or len(values) != len(pairs):
+            raise HarnessError(f"metric {metric.name} declares per-sample scores but returned {0 if values is None else len(values)} for {len(pairs)} samples.")
+        return values
+
+    chosen = [m for m in metrics if m.per_sample]
+    columns = threads.beside([m for m in chosen if m.concurrent], compute, [m for m in chosen if not m.concurrent])
     scores: list[dict[str, float]] = [{} for _ in pairs]
-    for metric in metrics:
-        if metric.per_sample:
-            values = metric.compute(pairs).per_sample
-            if values is None or len(values) != len(pairs):
-                raise HarnessError(f"metric {metric.name} declares per-sample scores but returned {0 if values is None else len(values)} for {len(pairs)} samples.")
-            for row, value in zip(scores, values):
-                row[metric.name] = value
+    for metric in chosen:
+        for row, value in zip(scores, columns[id(metric)]):
+            row[metric.name] = value
     return scores
 
 

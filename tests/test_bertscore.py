@@ -66,6 +66,25 @@ def test_equals_bert_score_called_directly_on_each_pair():
         assert value.corpus == pytest.approx(sum(expected) / len(expected), abs=1e-4)  # the mean, as bert-score reports
 
 
+def test_model_and_token_ids_are_bert_scores_own():
+    """The encoder is loaded from transformers directly (bert_score's import costs seconds): same layers, same
+    weights, same token ids as bert-score's get_model / sent_encode, a long text truncated as it truncates."""
+    from bert_score.utils import get_model, get_tokenizer, sent_encode
+
+    backbone = bertscore.BACKBONES["minilm"]
+    encoder = bertscore.scorer(backbone)
+    theirs = get_tokenizer(backbone.path(), use_fast=False)
+    texts = [c for c, _ in PAIRS] + ["  Caf\u00e9 na\u00efve r\u00e9sum\u00e9 \U0001f642  ", " ".join(["word"] * 700)]
+    for text in texts:
+        assert encoder.token_ids(text) == sent_encode(theirs, text)
+    assert len(encoder.token_ids(texts[-1])) == theirs.model_max_length
+    model = get_model(backbone.path(), backbone.num_layers)
+    ours = encoder.model.state_dict()
+    assert len(encoder.model.encoder.layer) == len(model.encoder.layer) == 6
+    for name, tensor in model.state_dict().items():
+        assert ours[name].dtype == __import__("torch").float64 and ours[name].float().equal(tensor), name
+
+
 def test_a_samples_score_does_not_depend_on_what_it_is_scored_with():
     """bert-score's batched call gives a pair another value when a longer text pads its batch (padding enters
     the greedy match as similarity 0); here every pair is scored alone, identical to the last digit."""

@@ -71,10 +71,13 @@ class TrainedClassifiers:
     def _load(self) -> None:
         if self._models:
             return
-        from baselines.epitome.model import Classifier, share
+        from harness.threads import loading
 
-        self._models = {m: Classifier(self.folder / m) for m in MECHANISMS}
-        self._shared = share(self._models)
+        with loading:
+            from baselines.epitome.model import Classifier, share
+
+            self._models = {m: Classifier(self.folder / m) for m in MECHANISMS}
+            self._shared = share(self._models)
 
     def describe(self) -> dict[str, Any]:
         import json
@@ -188,6 +191,7 @@ def per_pair(pairs: Sequence[ScoredPair], mechanisms: Sequence[str] = MECHANISMS
 
 class DiffEpitome(Metric):
     per_sample = True
+    concurrent = True  # torch classifiers behind a lock (TrainedClassifiers): overlaps BERTScore and the lexical metrics
     higher_is_better = False  # a squared level difference from the reference
     decimals = 4
 
@@ -204,6 +208,12 @@ class DiffEpitome(Metric):
 
     def check(self) -> None:
         _check()
+
+    def prepare(self) -> None:
+        found = predictor()
+        if isinstance(found, TrainedClassifiers):
+            with found._lock:
+                found._load()
 
     def info(self) -> dict[str, Any]:
         return predictor().describe()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
+from harness.threads import map_batches
 
 ARCHS = ("bi", "cross")
 WEIGHTS_FILE = "model.safetensors"
@@ -384,7 +384,8 @@ class Classifier:
         self.folder = folder
         self.config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text()))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = build(self.config)
+        with _weights_not_initialised():  # every weight is loaded next (a missing one is an error): random init was ~2 s of a 3 s load
+            self.model = build(self.config)
         missing, unexpected = self.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
         missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
         if missing or unexpected:
@@ -443,55 +444,74 @@ class SharedBiEncoders:
         """Per mechanism, the logits of each (seeker, response) pair, in input order.
 
         Small batches of texts sorted by length: on CPU, less padding saves more than bigger matrix products
-        would. One intra-op thread on CPU: a second one has little to share in such batches, and on a busy
-        machine OpenMP threads spin-waiting for each other made two threads 5-10x slower than one (2 cores).
+        would. On CPU the batches are shared out between worker threads of one intra-op thread each
+        (`harness.threads.map_batches`): several intra-op threads have little to share in such batches, and on a
+        busy machine OpenMP threads spin-waiting for each other made two threads 5-10x slower than one (2 cores).
+        Each batch is computed as one thread alone would, so the logits do not depend on the thread count.
         """
-        with torch.inference_mode(), _one_cpu_thread(self.first.device):
-            return self._logits(seekers, responses, batch_size)
+        threads = None if torch.device(self.first.device).type == "cpu" else 1
+        with torch.inference_mode():
+            return self._logits(seekers, responses, batch_size, threads)
 
-    def _logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
+    def _logits(self, seekers: Sequence[str], responses: Sequence[str], batch_size: int, threads: int | None) -> dict[str, torch.Tensor]:
         seeker_texts, seeker_of = _unique(seekers)
         response_texts, response_of = _unique(responses)
-        seeker_states = self._seeker_states(seeker_texts, batch_size)
-        first_tokens = self._first_tokens(response_texts, batch_size)
+        seeker_states = self._seeker_states(seeker_texts, batch_size, threads)
+        first_tokens = self._first_tokens(response_texts, batch_size, threads)
         order = sorted(range(len(responses)), key=lambda i: len(seeker_states[seeker_of[i]]))
-        out = {m: torch.empty(len(responses), c.config.num_labels) for m, c in self.classifiers.items()}
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)][::-1]  # the longest first
+
+        def heads(idx: list[int]) -> dict[str, torch.Tensor]:
             states, mask = _stack([seeker_states[seeker_of[i]] for i in idx])
             rows = torch.tensor([response_of[i] for i in idx], device=states.device)
-            for m, c in self.classifiers.items():
-                out[m][idx] = c.model.first_token_logits(first_tokens[m][rows], states, mask).float().cpu()
+            return {m: c.model.first_token_logits(first_tokens[m][rows], states, mask).float().cpu() for m, c in self.classifiers.items()}
+
+        out = {m: torch.empty(len(responses), c.config.num_labels) for m, c in self.classifiers.items()}
+        for idx, logits in zip(batches, map_batches(heads, batches, threads)):
+            for m in out:
+                out[m][idx] = logits[m]
         return out
 
-    def _seeker_states(self, texts: Sequence[str], batch_size: int) -> list[torch.Tensor]:
+    def _seeker_states(self, texts: Sequence[str], batch_size: int, threads: int | None) -> list[torch.Tensor]:
         """Per text, the seeker encoder's states of its tokens (tokens x hidden)."""
-        states: list[torch.Tensor] = [None] * len(texts)  # type: ignore[list-item]
-        for idx, input_ids, mask in self._batches(texts, batch_size):
+        def encode(batch) -> list[torch.Tensor]:
+            idx, input_ids, mask = batch
             hidden = self.first.model.encode_seeker(input_ids, mask)
-            for row, i in enumerate(idx):
-                states[i] = hidden[row, : int(mask[row].sum())]
+            return [hidden[row, : int(mask[row].sum())] for row in range(len(idx))]
+
+        states: list[torch.Tensor] = [None] * len(texts)  # type: ignore[list-item]
+        batches = self._batches(texts, batch_size)
+        for (idx, _, _), rows in zip(batches, map_batches(encode, batches, threads)):
+            for i, row in zip(idx, rows):
+                states[i] = row
         return states
 
-    def _first_tokens(self, texts: Sequence[str], batch_size: int) -> dict[str, torch.Tensor]:
+    def _first_tokens(self, texts: Sequence[str], batch_size: int, threads: int | None) -> dict[str, torch.Tensor]:
         """Per mechanism, each text's first-token state out of its response encoder (texts x hidden)."""
+        def encode(batch) -> dict[str, torch.Tensor]:
+            _, input_ids, mask = batch
+            bottom = encoder_bottom(self.first.model.trained_encoder, input_ids, mask, None, self.bottom_layers)
+            return {m: encoder_first_token(c.model.trained_encoder, bottom, mask, self.bottom_layers) for m, c in self.classifiers.items()}
+
         hidden_size = self.first.config.encoder["hidden_size"]
         out = {m: torch.empty(len(texts), hidden_size, device=self.first.device) for m in self.classifiers}
-        for idx, input_ids, mask in self._batches(texts, batch_size):
-            bottom = encoder_bottom(self.first.model.trained_encoder, input_ids, mask, None, self.bottom_layers)
-            for m, c in self.classifiers.items():
-                out[m][idx] = encoder_first_token(c.model.trained_encoder, bottom, mask, self.bottom_layers)
+        batches = self._batches(texts, batch_size)
+        for (idx, _, _), states in zip(batches, map_batches(encode, batches, threads)):
+            for m in out:
+                out[m][idx] = states[m]
         return out
 
-    def _batches(self, texts: Sequence[str], batch_size: int):
-        """(positions, input ids, attention mask) of the texts in batches of similar length."""
+    def _batches(self, texts: Sequence[str], batch_size: int) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """(positions, input ids, attention mask) of the texts in batches of similar length, the longest first."""
         ids = self.first.encoder.token_ids(texts)
         pad = self.first.tokenizer.pad_token_id
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches = []
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             rows = [ids[i] for i in idx]
-            yield idx, _pad(rows, pad).to(self.first.device), _pad([[1] * len(r) for r in rows], 0).to(self.first.device)
+            batches.append((idx, _pad(rows, pad).to(self.first.device), _pad([[1] * len(r) for r in rows], 0).to(self.first.device)))
+        return batches[::-1]
 
 
 def share(classifiers: dict[str, Classifier]) -> SharedBiEncoders | None:
@@ -535,16 +555,16 @@ def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@contextmanager
-def _one_cpu_thread(device: str):
-    """On CPU, one intra-op thread for a while (torch's count is process-wide); the previous count is restored after."""
-    before = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
+def _weights_not_initialised():
+    """transformers' own context for building a model whose weights are loaded afterwards (torch's and its own
+    init functions do nothing meanwhile; process-wide: callers hold `harness.threads.loading`)."""
     try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+        from transformers.initialization import no_init_weights
+    except ImportError:  # another transformers layout: initialise as usual
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return no_init_weights()
 
 
 def _unique(texts: Sequence[str]) -> tuple[list[str], list[int]]:

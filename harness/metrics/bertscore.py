@@ -1,4 +1,4 @@
-"""BERTScore (Zhang et al. 2020) through the bert-score package, x100, one value per sample.
+"""BERTScore (Zhang et al. 2020) as the bert-score package computes it, x100, one value per sample.
 
 The backbone is part of the metric's name, so a number from the packaged MiniLM can never pass for the papers'
 roberta-large:
@@ -12,8 +12,8 @@ Both: no idf weighting, no baseline rescaling, bert-score's default (slow) token
 The corpus value is the mean of the per-sample values, as bert-score reports it. Each pair is scored on its
 own (see `_embed`), so a sample's value never depends on the samples scored beside it. `metric_info` records
 bert-score's own hash string (`get_hash(model, layer, idf, rescale, ...)`, with the model named as on the hub
-so hashes compare across machines), the package versions and the weights' location. The scorer is loaded
-once per process and P, R and F1 of a pair are computed together.
+so hashes compare across machines), the package versions and the weights' location. The model is loaded
+once per process (as bert-score loads it: `Encoder`) and P, R and F1 of a pair are computed together.
 """
 from __future__ import annotations
 
@@ -71,33 +71,60 @@ BACKBONES = {
 }
 
 _lock = threading.Lock()
-_scorers: dict[tuple[str, int], Any] = {}
+_computing = threading.Lock()
+_scorers: dict[tuple[str, int], "Encoder"] = {}
 _memo: dict[tuple[str, str, str], tuple[float, float, float]] = {}  # (backbone, cand, ref) -> (P, R, F)
 _MEMO_MAX = 200_000
 
 
-def scorer(backbone: Backbone):
-    """The process-wide BERTScorer of a backbone (loaded on first use)."""
+@dataclass(frozen=True)
+class Encoder:
+    """bert-score's model of a backbone, as `bert_score.utils.get_model` / `get_tokenizer` make it for BERT and
+    RoBERTa (the slow tokenizer; the first `num_layers` layers), in float64 (see `_encode`). Built from
+    transformers directly: importing bert_score itself costs ~2 s more (pandas, matplotlib) for nothing the
+    harness uses; tests/test_bertscore.py checks the token ids and values against bert-score's own."""
+
+    tokenizer: Any
+    model: Any
+    prefix_space: bool  # RoBERTa / GPT-2 tokenizers: bert-score encodes with add_prefix_space=True
+
+    def token_ids(self, sentence: str) -> list[int]:
+        """`bert_score.utils.sent_encode` (transformers >= 4) of a non-empty sentence."""
+        extra = {"add_prefix_space": True} if self.prefix_space else {}
+        return self.tokenizer.encode(sentence.strip(), add_special_tokens=True, max_length=self.tokenizer.model_max_length, truncation=True, **extra)
+
+
+def scorer(backbone: Backbone) -> Encoder:
+    """The process-wide float64 encoder of a backbone (loaded on first use)."""
     path = backbone.path()
     key = (path, backbone.num_layers)
     with _lock:
         if key not in _scorers:
-            from bert_score import BERTScorer
+            import torch
+            from transformers import AutoModel, AutoTokenizer, GPT2Tokenizer, RobertaTokenizer
             from transformers.utils import logging as hf_logging
 
             bar_was_on = hf_logging.is_progress_bar_enabled()  # restored after: a caller may have turned it off
             hf_logging.disable_progress_bar()
             try:
-                _scorers[key] = BERTScorer(model_type=path, num_layers=backbone.num_layers, idf=False, rescale_with_baseline=False,
-                                           batch_size=BATCH_SIZE, use_fast_tokenizer=False)
+                tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
+                model = AutoModel.from_pretrained(path).eval()
             finally:
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
+            model.encoder.layer = torch.nn.ModuleList(list(model.encoder.layer[: backbone.num_layers]))  # bert-score drops the rest
+            device = "cuda" if torch.cuda.is_available() else "cpu"  # as BERTScorer's default
+            _scorers[key] = Encoder(tokenizer, model.double().to(device), isinstance(tokenizer, (GPT2Tokenizer, RobertaTokenizer)))
         return _scorers[key]
 
 
 def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -> list[tuple[float, float, float]]:
     """(P, R, F1) x100 per pair, each pair computed once per process and independently of the others."""
+    with _computing:  # P, R and F1 may be asked for on threads of their own (Metric.concurrent): computed once
+        return _score_pairs(backbone, cands, refs)
+
+
+def _score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -> list[tuple[float, float, float]]:
     todo = sorted({(c, r) for c, r in zip(cands, refs) if (backbone.key, c, r) not in _memo})
     if len(_memo) + len(todo) > _MEMO_MAX:
         _memo.clear()
@@ -150,28 +177,30 @@ def clear_memos() -> None:
 
 
 def _encode(backbone: Backbone, sentences: Sequence[str]) -> dict[str, tuple[Any, Any]]:
-    import torch
-    from bert_score.utils import sent_encode
+    from ..threads import loading, map_batches
 
-    base = scorer(backbone)
-    model = _float64_model(backbone, base._model)
-    tokenizer = base._tokenizer
-    ids = {s: sent_encode(tokenizer, s) for s in sentences}
+    with loading:
+        import torch
+
+        encoder = scorer(backbone)
+    model, tokenizer = encoder.model, encoder.tokenizer
+    ids = {s: encoder.token_ids(s) for s in sentences}
     special = {tokenizer.sep_token_id, tokenizer.cls_token_id}  # idf=False: weight 1, except these (bert-score)
     by_length: dict[int, list[str]] = {}
     for s in sentences:
         by_length.setdefault(len(ids[s]), []).append(s)
+    chunks = [group[start : start + BATCH_SIZE] for _, group in sorted(by_length.items()) for start in range(0, len(group), BATCH_SIZE)]
+    chunks.sort(key=lambda chunk: -len(chunk) * len(ids[chunk[0]]))  # the costliest first: the worker threads end together
+
+    def encode(chunk: list[str]) -> list[tuple[Any, Any]]:
+        x = torch.tensor([ids[s] for s in chunk], device=model.device)
+        emb = model(x, attention_mask=torch.ones_like(x))[0].double()
+        emb = emb / emb.norm(dim=-1, keepdim=True)
+        return [(e, torch.tensor([0.0 if t in special else 1.0 for t in ids[s]], dtype=torch.float64)) for s, e in zip(chunk, emb.cpu())]
+
     out: dict[str, tuple[Any, Any]] = {}
-    with torch.inference_mode():
-        for length, group in sorted(by_length.items()):
-            for start in range(0, len(group), BATCH_SIZE):
-                chunk = group[start : start + BATCH_SIZE]
-                x = torch.tensor([ids[s] for s in chunk], device=model.device)
-                emb = model(x, attention_mask=torch.ones_like(x))[0].double()
-                emb = emb / emb.norm(dim=-1, keepdim=True)
-                for s, e in zip(chunk, emb.cpu()):
-                    weights = torch.tensor([0.0 if t in special else 1.0 for t in ids[s]], dtype=torch.float64)
-                    out[s] = (e, weights)
+    for chunk, encoded in zip(chunks, map_batches(encode, chunks)):
+        out.update(zip(chunk, encoded))
     return out
 
 
@@ -185,19 +214,6 @@ def _greedy(cand: tuple[Any, Any], ref: tuple[Any, Any]) -> tuple[float, float, 
     return tuple(round(100 * v, _ROUND) for v in (p, r, f))  # type: ignore[return-value]
 
 
-_float64: dict[tuple[str, int], Any] = {}
-
-
-def _float64_model(backbone: Backbone, model: Any) -> Any:
-    key = (backbone.path(), backbone.num_layers)
-    with _lock:
-        if key not in _float64:
-            import copy
-
-            _float64[key] = copy.deepcopy(model).double().eval()
-        return _float64[key]
-
-
 def hash_string(backbone: Backbone) -> str:
     """bert-score's `get_hash(model, layer, idf=False, rescale=False, use_custom_baseline=False, use_fast_tokenizer=False)`,
     spelled out from the installed versions: importing bert_score imports torch, and a run whose scores are all
@@ -207,6 +223,7 @@ def hash_string(backbone: Backbone) -> str:
 
 class BertScore(Metric):
     per_sample = True
+    concurrent = True  # torch encoding: overlaps the lexical metrics and the EPITOME classifiers
     _COMPONENTS = {"p": 0, "r": 1, "f1": 2}
 
     def __init__(self, component: str, backbone: str):
@@ -224,6 +241,12 @@ class BertScore(Metric):
 
         if importlib.util.find_spec("bert_score") is None:  # found, not imported: torch loads only when a value is computed
             raise HarnessError("BERTScore needs the bert-score package: pip install bert-score==0.3.13 (or the harness's [bertscore] extra).")
+
+    def prepare(self) -> None:
+        from ..threads import loading
+
+        with loading:
+            scorer(self.backbone)
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
