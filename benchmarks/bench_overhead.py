@@ -49,6 +49,30 @@ def requests_for(n: int):
     return [task.build_request(s) for s in task.load("test", folder)[:n]]
 
 
+class FaultProcess:
+    """tests/fault_server.py in a process of its own, as a real server is: its threads do not compete with
+    the client's for this process's GIL; a listen backlog of 128 takes a burst of `--parallel` new
+    connections (the default 5 drops some of 16 at once: connection resets); TCP_NODELAY, because the
+    handler writes headers and body apart and Nagle's algorithm with delayed ACKs would add 40 ms to each answer."""
+
+    def __init__(self, delay: float):
+        import subprocess
+
+        tests = Path(__file__).resolve().parents[1] / "tests"
+        code = ("import sys, http.server; sys.path.insert(0, sys.argv[1]); http.server.ThreadingHTTPServer.request_queue_size = 128; http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True; "
+                "from fault_server import FaultServer; s = FaultServer(delay=float(sys.argv[2])); print(s.base_url, flush=True); "
+                "sys.stdin.read(); s.close()")
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(tests), str(delay)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.base_url = self.process.stdout.readline().strip()
+        if not self.base_url:
+            raise SystemExit("the fault server did not start")
+
+    def stop(self) -> None:
+        self.process.stdin.close()  # it exits when its stdin closes
+        self.process.wait(timeout=10)
+
+
 def bare(base_url: str, key: str, requests, concurrency: int) -> tuple[float, int]:
     """The minimum: the client, a semaphore, gather. Returns (seconds, completion tokens)."""
     import openai
@@ -109,11 +133,7 @@ def main() -> None:
         server = LlamaServer(default_gguf(), n_ctx=2048, parallel=args.parallel, api_key=key)
         what = f"llama.cpp SmolLM2-135M ({server.threads} threads)"
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from fault_server import FaultServer
-
-        server = FaultServer(delay=args.delay)
-        server.stop = server.close
+        server = FaultProcess(args.delay)
         what = f"a fake server answering after {args.delay:g} s (ideal {args.n / args.parallel * args.delay:.2f} s)"
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .contract import ChatModel, ChatRequest, ModelOutput, StreamingChatModel
+from .contract import ChatModel, ChatRequest, Message, ModelOutput, StreamingChatModel
 from .errors import HarnessError
 from .hashing import sha256_memo
 
@@ -43,8 +43,12 @@ def image_fingerprint(path: str) -> str:
     return sha256_memo(path, stat)
 
 
+_MESSAGE_FIELDS = tuple(Message.model_fields)  # (flat fields: str and tuples of str, so getattr = model_dump)
+
+
 def cache_key(model_name: str, identity: dict[str, Any], request: ChatRequest, index: int) -> str:
-    messages = [m.model_dump() for m in request.messages]
+    # the fields read directly rather than by model_dump (a third of the key's cost); the same JSON, the same key
+    messages = [{field: getattr(m, field) for field in _MESSAGE_FIELDS} for m in request.messages]
     for message in messages:
         message["images"] = [image_fingerprint(p) for p in message["images"]]
     payload = {

@@ -656,11 +656,19 @@ class OpenAIModel(StreamingChatModel):
 
     async def _feed(self, requests: Sequence[ChatRequest], out: queue.Queue, rt: _Loop) -> None:
         rt.ready()
-        # each answer is handed over from its own done-callback: no asyncio.wait over every pending task per answer
+        # each answer is collected by its own done-callback (no asyncio.wait over every pending task per answer);
+        # the answers that finish in one turn of the loop cross to the caller's thread as one batch: one wakeup
+        # of that thread (and one hand-over of the GIL) per batch rather than per answer
         tasks: list[asyncio.Task] = []
         remaining = [len(requests)]
         failed = asyncio.Event()
         all_done = asyncio.Event()
+        batch: list[tuple[int, ModelOutput]] = []
+
+        def hand_over() -> None:
+            if batch:
+                out.put(("ok", None, batch[:]))
+                batch.clear()
 
         def done(position: int, task: asyncio.Task) -> None:
             remaining[0] -= 1
@@ -668,9 +676,12 @@ class OpenAIModel(StreamingChatModel):
                 exc = task.exception()
                 if exc is None:
                     if not failed.is_set():
-                        out.put(("ok", position, task.result()))
+                        if not batch:
+                            rt.loop.call_soon(hand_over)
+                        batch.append((position, task.result()))
                 elif not failed.is_set():  # what finished before is handed over first, then the first failure
                     failed.set()
+                    hand_over()
                     out.put(("error", None, exc))
             if remaining[0] == 0:
                 all_done.set()
@@ -686,6 +697,7 @@ class OpenAIModel(StreamingChatModel):
             for waiting in (finished, stopped):
                 waiting.cancel()
             if not failed.is_set():
+                hand_over()
                 out.put(("end", None, None))
         except asyncio.CancelledError:
             raise
@@ -728,7 +740,7 @@ class OpenAIModel(StreamingChatModel):
                     return
                 if kind == "error":
                     raise payload
-                yield position, payload
+                yield from payload  # a batch of (position, output)
         finally:
             if not finished.is_set():  # the caller stopped early (Ctrl-C, an error while saving): cancel what is in flight
                 try:
