@@ -133,6 +133,38 @@ def test_ctrl_c_during_a_run_stops_the_server(tmp_path, data_root):
     assert 1 <= len(lines) < 40 and all(json.loads(line)["output"] for line in lines)
 
 
+def test_the_server_starts_on_the_first_request_only(monkeypatch, tmp_path, data_root):
+    """A run whose answers are all cached never loads the GGUF: opening the model checks it, the first request
+    starts llama.cpp; the identity (the cache key) is the same before and after the start."""
+    from harness.runner import RunConfig, run
+
+    starts = []
+    real_init = local_llama.LlamaServer.__init__
+
+    def counted(self, *args, **kwargs):
+        starts.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(local_llama.LlamaServer, "__init__", counted)
+    model = LocalModel(None, parallel=1, n_ctx=1024, max_tokens_cap=8)
+    before = model.cache_identity()
+    assert model.server is None and model.generate([]) == [] and not starts
+    assert model.generate([request("I feel alone.")])[0].text.strip() and len(starts) == 1
+    assert model.cache_identity() == before
+    model.close()
+    with pytest.raises(HarnessError, match="closed"):
+        model.generate([request("Hello?")])
+
+    monkeypatch.setenv("ESC_HARNESS_CACHE", str(tmp_path / "cache.sqlite"))
+    config = RunConfig(task="mesc", model="local", model_args={"parallel": 1, "n_ctx": 1024, "max_tokens_cap": 8}, limit=2,
+                       metrics=["bleu-2", "rouge-l"], output_dir=tmp_path / "runs", data_dir=data_root)
+    first = run(config, progress=False)
+    assert first.model_calls == 2 and len(starts) == 2
+    again = run(config, progress=False)
+    assert again.model_calls == 0 and again.cache_hits == 2 and len(starts) == 2  # no server for a cached run
+    assert again.summary.metrics == first.summary.metrics
+
+
 def test_close_stops_the_server(local):  # last: it closes the shared server
     port = local.server.port
     assert accepts_connections(port)

@@ -126,3 +126,37 @@ def test_a_second_run_reads_its_scores(tmp_path):
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
         counts = dict(db.execute("SELECT metric, COUNT(*) FROM scores GROUP BY metric").fetchall())
     assert counts["rouge-l"] == 6 and counts["meteor"] == 6  # per-sample values, one per pair
+
+
+def test_bleu_and_distinct_read_their_statistics_without_tokenising(tmp_path, monkeypatch):
+    """BLEU's per-pair n-gram counts and Distinct's n-gram sets are features: a second scoring reads them
+    from the cache (no tokeniser call) and gives the same corpus and resampled values to the last bit."""
+    import numpy as np
+
+    from harness import registry
+    from harness.metrics import lexical
+
+    texts = [("I hear you, that sounds so hard.", "That sounds really hard for you."),
+             ("Have you talked to your sister?", "Maybe talk with your sister about it."),
+             ("I am sorry.", "I am so sorry to hear that, it sounds hard.")]
+    names = ["bleu-2", "dist-3", "dist-3-response"]
+    weights = np.array([[1, 0, 2], [0, 3, 0], [1, 1, 1]])
+
+    def scored(cache):
+        metrics = scorecache.cached([registry.metrics.get(n) for n in names], cache)
+        fresh = [ScoredPair(response=r, reference=ref) for r, ref in texts]
+        out = []
+        for m in metrics:
+            resampled = m.weighted(fresh, weights)  # None: a per-sample metric (resampled from its values)
+            out.append((m.compute(fresh).corpus, None if resampled is None else [float(x) for x in resampled]))
+        return out
+
+    path = tmp_path / "c.sqlite"
+    first = scored(scorecache.ScoreCache(path))
+    assert first[0][0] == lexical.Bleu(2).compute([ScoredPair(response=r, reference=ref) for r, ref in texts]).corpus  # as uncached
+    assert first[0][1] is not None and first[1][1] is not None  # BLEU and Distinct resample their statistics
+    monkeypatch.setattr(lexical, "tokenize", lambda text: pytest.fail(f"tokenised {text!r} again"))
+    again = scorecache.ScoreCache(path)
+    second = scored(again)
+    assert [(c.hex(), w) for c, w in second] == [(c.hex(), w) for c, w in first]
+    assert again.computed == 0 and again.hits > 0

