@@ -37,17 +37,18 @@ def one_run(out: Path, cache: Path, limit: int, metrics: str | None) -> tuple[fl
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"harness run failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    calls = re.search(r"model calls (\d+)", done.stderr)
+    calls = re.search(r"model calls (\d+)", done.stdout + done.stderr)
     if calls is None:
-        raise SystemExit(f"harness run did not report its model calls: {done.stderr.strip()[-300:]}")
+        raise SystemExit(f"harness run did not report its model calls: {(done.stdout + done.stderr).strip()[-300:]}")
     return wall, next(out.iterdir()), int(calls.group(1))
 
 
-def values(run_dir: Path) -> tuple[dict, dict, list]:
-    """(corpus values, intervals, per-sample scores in order) of a finished run."""
+def values(run_dir: Path) -> tuple[dict, dict, dict]:
+    """(corpus values, intervals, per-sample scores by sample index) of a finished run (samples.jsonl holds the
+    records in the order they finished: a first run's order is the server's, a cached run's the requests')."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    scores = [json.loads(line).get("scores") for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
-    return summary["metrics"], summary["intervals"], scores
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+    return summary["metrics"], summary["intervals"], {r["index"]: r["scores"] for r in records}
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ timers around each phase; prints seconds and share of the wall time per phase, a
 where the classifiers are not built. --cprofile also writes cProfile's stats and prints the 25 slowest
 functions by cumulative time (profiling roughly doubles the times). Phases are inclusive of what they call;
 a phase nested in another (wordnet in meteor, bertscore load in bertscore) is subtracted from its parent.
-BERTScore and DIFF-EPITOME run on threads of their own beside the lexical metrics (harness/threads.py), so
+Here BERTScore and DIFF-EPITOME run in this process ($ESC_HARNESS_METRIC_WORKER=0; the real command runs them in a
+worker process, harness/metric_worker.py), on threads of their own beside the lexical metrics (harness/threads.py), so
 their phases overlap the others' (a phase waiting for the model-loading lock counts that wait too); the
 last lines give the CPU time of all threads against the wall time.
 """
@@ -124,6 +125,9 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     if args.no_epitome:
         os.environ["ESC_HARNESS_EPITOME"] = str(Path(tmp.name) / "no-classifiers")
+    # every phase in this process, where its timers are (the real command loads and computes BERTScore and
+    # EPITOME in a worker process meanwhile: bench_run.py --baseline times that)
+    os.environ["ESC_HARNESS_METRIC_WORKER"] = "0"
     _import("imports", "harness.cli")
     _import("imports", "harness.runner")
     from harness import paths

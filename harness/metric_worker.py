@@ -9,10 +9,11 @@ Which metrics: those with `Metric.concurrent` whose values are a function of the
 alone (`cache_identity()` is not None: a predictor swapped in by a test or a notebook lives in this process
 only). `$ESC_HARNESS_METRIC_WORKER=0` keeps every metric in this process.
 
-Protocol (multiprocessing pipe, spawn start: the child never inherits torch's threads): the child gets the
-metric names, calls each one's `prepare()`, then answers ("compute", name, pairs) with ("ok", per-sample values)
-or ("error", one line). It ignores Ctrl-C (the run stops it) and ends when the pipe closes, so a killed run
-leaves no child behind. A child that dies (out of memory) is a one-line HarnessError; `--resume` continues.
+Protocol: the child is a fresh interpreter (`python -c`, this process's sys.path; it inherits no thread and
+does not re-run the caller's script) holding one end of a socket pair, spoken as a multiprocessing Connection
+(pickled messages). It gets the metric names, calls each one's `prepare()`, then answers ("compute", name, pairs) with ("ok", per-sample values)
+or ("error", one line). It ignores Ctrl-C (the run stops it) and ends when the socket closes, so a killed run
+leaves no child behind; a finished run stops it at once. A child that dies (out of memory) is a one-line HarnessError; `--resume` continues.
 """
 from __future__ import annotations
 
@@ -30,39 +31,55 @@ def eligible(metric: Metric) -> bool:
     return bool(getattr(metric, "concurrent", False)) and metric.per_sample and metric.cache_identity() is not None
 
 
-def start(metrics: Sequence[Metric]) -> tuple[list[Metric], "MetricWorker | None"]:
-    """The metrics with the eligible ones computed by a new worker process (None: none eligible, or turned off)."""
+def start(metrics: Sequence[Metric]) -> "MetricWorker | None":
+    """A new worker process loading the eligible metrics (None: none eligible, or turned off). It may start
+    before the metrics are checked: one whose check fails is simply never asked for."""
     if os.environ.get(WORKER_ENV, "1").strip() == "0":
-        return list(metrics), None
-    chosen = [m for m in metrics if eligible(m)]
-    if not chosen:
-        return list(metrics), None
-    worker = MetricWorker([m.name for m in chosen])
-    return [RemoteMetric(m, worker) if m in chosen else m for m in metrics], worker
+        return None
+    chosen = [m.name for m in metrics if eligible(m)]
+    return MetricWorker(chosen) if chosen else None
+
+
+def attach(metrics: Sequence[Metric], worker: "MetricWorker | None") -> list[Metric]:
+    """The metrics, those the worker loads computed by it."""
+    if worker is None:
+        return list(metrics)
+    return [RemoteMetric(m, worker) if m.name in worker.names else m for m in metrics]
 
 
 class MetricWorker:
     def __init__(self, names: Sequence[str]):
-        import multiprocessing
+        import json
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
 
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, list(names)), name="harness-metric-worker", daemon=True)
-        self._process.start()
-        child.close()
+        self.names = frozenset(names)
+        # a fresh interpreter given one end of a socket pair (not multiprocessing's spawn: that re-runs the
+        # caller's script as __main__, which a script calling harness.evaluate() without a __main__ guard cannot take)
+        ours, theirs = socket.socketpair()
+        code = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); from harness.metric_worker import _main; _main()"
+        try:
+            self._process = subprocess.Popen([sys.executable, "-c", code, json.dumps(sys.path), str(theirs.fileno()), *names],
+                                             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
         self._lock = threading.Lock()  # one request at a time: the child spreads each over the cores itself
-        self._used = False
 
     def compute(self, name: str, pairs: Sequence[ScoredPair]) -> list[float]:
         plain = [ScoredPair(p.response, p.reference, tuple(p.history), dict(p.outcome), dict(p.labels)) for p in pairs]
         with self._lock:
-            self._used = True
             try:
                 self._conn.send(("compute", name, plain))
                 status, value = self._conn.recv()
-            except (EOFError, OSError, BrokenPipeError):
-                self._process.join(timeout=5)
-                raise HarnessError(f"the metric worker process stopped (exit code {self._process.exitcode}) while computing {name}, "
+            except (EOFError, OSError):
+                try:
+                    code = self._process.wait(timeout=5)
+                except Exception:
+                    code = None
+                raise HarnessError(f"the metric worker process stopped (exit code {code}) while computing {name}, "
                                    "e.g. out of memory; finished samples are kept: resume with `harness run --resume RUN_DIR` "
                                    f"(${WORKER_ENV}=0 computes the metrics in the run's own process).") from None
         if status != "ok":
@@ -71,14 +88,17 @@ class MetricWorker:
 
     def close(self) -> None:
         try:
-            self._conn.close()  # the child's recv ends: it exits
+            self._conn.close()
         except OSError:
             pass
-        if self._used:
-            self._process.join(timeout=0.5)
-        if self._process.is_alive():  # e.g. still loading a model nobody asked for (every value was in the score cache)
+        # it holds nothing worth keeping: stopped at once rather than waited for (its interpreter's exit with torch
+        # loaded, or a model still loading that nobody asked for because every value was in the score cache)
+        if self._process.poll() is None:
             self._process.terminate()
-            self._process.join(timeout=5)
+        try:
+            self._process.wait(timeout=5)
+        except Exception:  # (a child that ignores SIGTERM: the kernel's SIGKILL)
+            self._process.kill()
 
 
 class RemoteMetric(Metric):
@@ -113,6 +133,14 @@ class RemoteMetric(Metric):
         return MetricValue(corpus=sum(values) / len(values), per_sample=values)
 
 
+def _main() -> None:
+    """The child: argv = [path, socket fd, metric names...]."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    _serve(Connection(int(sys.argv[2])), sys.argv[3:])
+
+
 def _serve(conn: Any, names: list[str]) -> None:
     import signal
 
@@ -124,6 +152,7 @@ def _serve(conn: Any, names: list[str]) -> None:
     for name in names:
         try:
             metrics[name] = registry.metrics.get(name)
+            metrics[name].check()  # (the run checks them too, meanwhile: one that fails is never asked for)
             metrics[name].prepare()
         except HarnessError as exc:
             failed[name] = str(exc)

@@ -14,7 +14,7 @@ from .cache import CachedModel, ResponseCache, group_commits
 from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
 from .errors import HarnessError
 from .contract import SCHEMA_VERSION
-from .lifecycle import (ModelSpec, RunFolder, close_models, git_revision, now, open_cache, open_models, package_versions,
+from .lifecycle import (ModelSpec, RunFolder, close_models, git_revision, git_revision_later, now, open_cache, open_models, package_versions,
                         unique_models)
 from .redaction import is_redacted, redact, secrets_of
 from .uncertainty import DEFAULT_RESAMPLES
@@ -223,13 +223,16 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
         raise HarnessError(f"--resamples must be 0 (no intervals) or a positive number, got {resamples}.")
     task = load_task(config.task, config.task_args, seed)
     names = config.metrics or task.default_metrics
-    roles = role_specs(task, grading.graders_of([registry.metrics.get(n) for n in names]), config)  # before any warning
-    # fails early if e.g. WordNet is missing
-    metrics = scoring.load_metrics(names, () if config.metrics else task.optional_metrics)
-    # BERTScore's and EPITOME's models load in a process of their own from here on (harness/metric_worker.py)
-    metrics, worker = metric_worker.start(metrics)
+    built = [registry.metrics.get(n) for n in names]
+    roles = role_specs(task, grading.graders_of(built), config)  # before any warning
+    # BERTScore's and EPITOME's models load in a process of their own from here on (harness/metric_worker.py),
+    # started before the checks below: importing NLTK for them alone takes seconds
+    worker = metric_worker.start(built)
     try:
-        return _run(config, folder, changed, seed, resamples, task, roles, metrics, resume, on_folder, progress)
+        # fails early if e.g. WordNet is missing
+        metrics = scoring.load_metrics(names, () if config.metrics else task.optional_metrics, built)
+        return _run(config, folder, changed, seed, resamples, task, roles, metric_worker.attach(metrics, worker), resume,
+                    on_folder, progress)
     finally:
         if worker is not None:
             worker.close()
@@ -238,6 +241,7 @@ def run(config: RunConfig, resume: Path | None = None, progress: bool | None = N
 def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[str, Any]], seed: int, resamples: int, task: Task,
          roles: dict[str, ModelSpec], metrics: list[Metric], resume: Path | None, on_folder: Callable[[Path], None] | None,
          progress: bool | None) -> RunResult:
+    revision = git_revision_later()  # (its git processes run while the samples load)
     graders = grading.graders_of(metrics)
     samples, data_folder, hashes = load_samples(task, config.split, config.data_dir, config.limit)
     if folder is not None and folder.header.data != hashes:
@@ -265,7 +269,7 @@ def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[st
             header = RunHeader(
                 run_id="", task=config.task, task_args=config.task_args, model=config.model,
                 model_args=redact(config.model_args), model_identity=redact(models["model"].cache_identity()), split=config.split,
-                seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, task_provenance=provenance, git_revision=git_revision(),
+                seed=seed, limit=config.limit, metrics=[m.name for m in metrics], data=hashes, task_provenance=provenance, git_revision=revision(),
                 packages=package_versions(), started_at=now(), n_samples=len(samples),
                 roles={name: RoleRecord(model=role.model, model_args=redact(role.model_args), model_identity=redact(models[name].cache_identity()),
                                         facts=models[name].facts())

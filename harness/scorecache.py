@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .cache import BUSY_SECONDS, sqlite_errors
+from .cache import BUSY_SECONDS, insert_rows, sqlite_errors
 from .contract import Metric, MetricValue, ScoredPair
 from .errors import HarnessError
 
@@ -148,8 +148,8 @@ class ScoreCache:
         with self._lock, self._guard("write"):
             db = self._connection()
             try:
-                db.executemany("INSERT OR REPLACE INTO scores (key, value, created, metric) VALUES (?, ?, ?, ?)",
-                               [(key, json.dumps({slot: value}), now, metric) for key, metric, value in rows])
+                insert_rows(db, "scores", ("key", "value", "created", "metric"),
+                            [(key, json.dumps({slot: value}), now, metric) for key, metric, value in rows])
                 db.commit()
             except sqlite3.Error:
                 try:

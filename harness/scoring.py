@@ -10,14 +10,15 @@ from .errors import HarnessError
 from . import grading, registry, threads, uncertainty
 
 
-def load_metrics(names: Sequence[str], optional: Sequence[str] = ()) -> list[Metric]:
+def load_metrics(names: Sequence[str], optional: Sequence[str] = (), built: Sequence[Metric] | None = None) -> list[Metric]:
     """The metrics, each checked before any model is called. A metric named in `optional` whose resource
-    is missing (e.g. classifiers not built yet) is left out with a warning instead of stopping the run."""
+    is missing (e.g. classifiers not built yet) is left out with a warning instead of stopping the run.
+    `built`: the metrics of `names` already made (in that order), to check those rather than new ones."""
     import sys
 
     metrics, left_out = [], {}
-    for name in names:
-        metric = registry.metrics.get(name)
+    for position, name in enumerate(names):
+        metric = registry.metrics.get(name) if built is None else built[position]
         try:
             metric.check()
         except HarnessError as exc:

@@ -136,6 +136,21 @@ def test_grouped_commits_wait_for_flush(tmp_path, monkeypatch):
     assert sorted(committed(path).values()) == ["a", "b", "c", "d"]  # leaving the group commits the rest
 
 
+def test_a_group_is_stored_in_few_statements(tmp_path):
+    """450 buffered answers go in as multi-row INSERTs of 200 rows (not one statement step per row: each step
+    gives up the GIL), and each reads back whole."""
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    model = CachedModel(ScriptedModel(echo=True), cache)
+    statements = []
+    cache._db.set_trace_callback(statements.append)
+    with cache.grouped():
+        model.generate([request(f"answer {i} \u00e9\U0001f642") for i in range(450)])
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 3
+    assert sorted(committed(path).values()) == sorted(f"answer {i} \u00e9\U0001f642" for i in range(450))
+
+
 def test_model_is_stored_beside_each_key(tmp_path):
     import sqlite3
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from harness import bert
 from harness.errors import HarnessError
 from harness.threads import map_batches
 
@@ -371,12 +372,26 @@ def save(model: nn.Module, tokenizer, config: ClassifierConfig, folder: Path) ->
     tokenizer.save_pretrained(str(folder / "tokenizer"))
 
 
+class _SingleTextTokenizer:
+    """A classifier's tokenizer.json through `tokenizers` (harness.bert.Tokenizer), for the calls a bi-encoder's
+    inference makes: texts one at a time (no pairs), truncated to the classifier's max_len, no offsets."""
+
+    def __init__(self, folder: Path, max_len: int):
+        self._tokenizer = bert.Tokenizer(folder, max_len)
+        self.pad_token_id = self._tokenizer.pad_token_id
+
+    def __call__(self, texts: Sequence[str], truncation: bool = True, max_length: int | None = None,
+                 return_offsets_mapping: bool = False) -> dict[str, list[list[int]]]:
+        if not truncation or max_length != self._tokenizer.model_max_length or return_offsets_mapping:
+            raise HarnessError("internal error: the EPITOME inference tokenizer reads single texts cut to max_len only.")
+        return {"input_ids": self._tokenizer.ids_batch(list(texts))}
+
+
 class Classifier:
     """A trained classifier loaded from its folder: `predict(seekers, responses) -> levels`."""
 
     def __init__(self, folder: str | Path, device: str | None = None):
         from safetensors.torch import load_file
-        from transformers import AutoTokenizer
 
         folder = Path(folder)
         if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
@@ -384,14 +399,27 @@ class Classifier:
         self.folder = folder
         self.config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text()))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        with _weights_not_initialised():  # every weight is loaded next (a missing one is an error): random init was ~2 s of a 3 s load
-            self.model = build(self.config)
-        missing, unexpected = self.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
+        # a bi-encoder over BERT (the classifiers `harness epitome train` makes) runs on harness.bert: transformers'
+        # BertModel operations without importing transformers (~4 s); anything else (the original RoBERTa
+        # checkpoints, a cross-encoder) on transformers
+        light = self.config.arch == "bi" and bert.supported(self.config.encoder) and (folder / "tokenizer" / "tokenizer.json").is_file()
+        if light:
+            with torch.device("meta"):  # every weight is loaded next (a missing one is an error): nothing to initialise
+                self.model = BiEncoder(self.config, bert.BertEncoder(self.config.encoder), bert.BertEncoder(self.config.encoder))
+        else:
+            with _weights_not_initialised():  # as above: random init was ~2 s of a 3 s load
+                self.model = build(self.config)
+        missing, unexpected = self.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False, assign=light)
         missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
         if missing or unexpected:
             raise HarnessError(f"{folder / WEIGHTS_FILE}: weights do not fit the {self.config.arch} architecture (missing {missing[:3]}, unexpected {unexpected[:3]}); retrain with `harness epitome train`.")
         self.model.to(self.device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        if light:
+            self.tokenizer = _SingleTextTokenizer(folder / "tokenizer", self.config.max_len)
+        else:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
         self.encoder = Encoder(self.tokenizer, self.config)
 
     @torch.no_grad()

@@ -80,16 +80,22 @@ _MEMO_MAX = 200_000
 @dataclass(frozen=True)
 class Encoder:
     """bert-score's model of a backbone, as `bert_score.utils.get_model` / `get_tokenizer` make it for BERT and
-    RoBERTa (the slow tokenizer; the first `num_layers` layers), in float64 (see `_encode`). Built from
-    transformers directly: importing bert_score itself costs ~2 s more (pandas, matplotlib) for nothing the
-    harness uses; tests/test_bertscore.py checks the token ids and values against bert-score's own."""
+    RoBERTa (the tokenizer bert-score asks for; the first `num_layers` layers), in float64 (see `_encode`). Not
+    through bert_score (its import costs ~2 s of pandas and matplotlib for nothing used here); a BERT backbone
+    (MiniLM) runs on `harness.bert` (the same operations as transformers' BertModel, without importing
+    transformers: ~4 s), any other on transformers. tests/test_bertscore.py checks token ids, weights and values
+    against bert-score's own."""
 
-    tokenizer: Any
+    tokenizer: Any  # harness.bert.Tokenizer or a transformers tokenizer
     model: Any
     prefix_space: bool  # RoBERTa / GPT-2 tokenizers: bert-score encodes with add_prefix_space=True
 
     def token_ids(self, sentence: str) -> list[int]:
         """`bert_score.utils.sent_encode` (transformers >= 4) of a non-empty sentence."""
+        from .. import bert  # (imports torch: never at the module's import)
+
+        if isinstance(self.tokenizer, bert.Tokenizer):
+            return self.tokenizer.ids(sentence.strip())
         extra = {"add_prefix_space": True} if self.prefix_space else {}
         return self.tokenizer.encode(sentence.strip(), add_special_tokens=True, max_length=self.tokenizer.model_max_length, truncation=True, **extra)
 
@@ -101,21 +107,35 @@ def scorer(backbone: Backbone) -> Encoder:
     with _lock:
         if key not in _scorers:
             import torch
-            from transformers import AutoModel, AutoTokenizer, GPT2Tokenizer, RobertaTokenizer
-            from transformers.utils import logging as hf_logging
 
-            bar_was_on = hf_logging.is_progress_bar_enabled()  # restored after: a caller may have turned it off
-            hf_logging.disable_progress_bar()
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
-                model = AutoModel.from_pretrained(path).eval()
-            finally:
-                if bar_was_on:
-                    hf_logging.enable_progress_bar()
-            model.encoder.layer = torch.nn.ModuleList(list(model.encoder.layer[: backbone.num_layers]))  # bert-score drops the rest
+            from .. import bert
+
             device = "cuda" if torch.cuda.is_available() else "cpu"  # as BERTScorer's default
-            _scorers[key] = Encoder(tokenizer, model.double().to(device), isinstance(tokenizer, (GPT2Tokenizer, RobertaTokenizer)))
+            model = bert.load(path, backbone.num_layers)
+            if model is not None and (Path(path) / "tokenizer.json").is_file():
+                # bert-score's tokenizer (transformers' BertTokenizer, use_fast=False) is tokenizer.json read by
+                # `tokenizers` in transformers 5; its model_max_length from tokenizer_config.json
+                _scorers[key] = Encoder(bert.Tokenizer(path), model.double().to(device), False)
+            else:
+                _scorers[key] = _transformers_encoder(path, backbone.num_layers, device)
         return _scorers[key]
+
+
+def _transformers_encoder(path: str, num_layers: int, device: str) -> Encoder:
+    import torch
+    from transformers import AutoModel, AutoTokenizer, GPT2Tokenizer, RobertaTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()  # restored after: a caller may have turned it off
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=False)
+        model = AutoModel.from_pretrained(path).eval()
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    model.encoder.layer = torch.nn.ModuleList(list(model.encoder.layer[:num_layers]))  # bert-score drops the rest
+    return Encoder(tokenizer, model.double().to(device), isinstance(tokenizer, (GPT2Tokenizer, RobertaTokenizer)))
 
 
 def score_pairs(backbone: Backbone, cands: Sequence[str], refs: Sequence[str]) -> list[tuple[float, float, float]]:
