@@ -5,6 +5,11 @@ Every value the harness reports is x100, so hand-computed fractions are multipli
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import itertools
 import math
 import random
@@ -508,3 +513,31 @@ def test_every_metric_module_constant_is_consistent():
             assert len(value.per_sample) == len(ps)
             assert value.corpus == pytest.approx(sum(value.per_sample) / len(ps))
     assert "tokenizer" in lexical.BLEU_4.info()
+
+
+def test_nltk_data_is_found_as_nltk_finds_it_without_importing_it(tmp_path):
+    """check(), info() and the score cache's key read where NLTK's data is without importing NLTK (~2 s): the
+    same folder nltk.data.find gives, in NLTK's search order ($NLTK_DATA first), and NLTK stays unimported."""
+    user = tmp_path / "user-nltk-data"
+    (user / "tokenizers" / "punkt_tab" / "english").mkdir(parents=True)  # a user's own Punkt, found before ours
+    script = textwrap.dedent("""
+        import json, sys
+        from harness.metrics import nltk_data
+        from harness import registry
+        ours = {r: str(nltk_data.find(r)) for r in ("corpora/wordnet", "tokenizers/punkt_tab/english")}
+        described = nltk_data.describe()
+        registry.metrics.get("meteor").check()
+        registry.metrics.get("meteor").info()
+        imported = "nltk" in sys.modules
+        import nltk
+        nltk_data.activate()
+        theirs = {r: str(nltk.data.find(r)) for r in ours}
+        print(json.dumps({"ours": ours, "theirs": theirs, "imported": imported, "described": described}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NLTK_DATA": str(user)})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["ours"] == out["theirs"] and not out["imported"]
+    assert out["ours"]["tokenizers/punkt_tab/english"].startswith(str(user))
+    assert out["described"]["tokenizers/punkt_tab/english"] == "user-provided NLTK data"

@@ -89,15 +89,57 @@ def activate() -> None:
         nltk.data.path.append(folder)
 
 
-def describe() -> dict[str, str]:
-    """What NLTK data is in use: recorded with METEOR and token-based metrics."""
+def search_path() -> list[str]:
+    """nltk.data.path as NLTK has it after `activate()`, without importing NLTK where it is not imported yet
+    (the import costs ~2 s of scipy.stats, sklearn and the rest, which a run whose values are all in the score
+    cache never needs): NLTK's own start-up list (nltk/data.py: $NLTK_DATA, ~/nltk_data, the prefix's and the
+    system's folders), then the harness's folder. Once NLTK is imported, its list as it is (a user may change it)."""
+    import os
+    import sys
+
+    if "nltk" in sys.modules or os.name == "nt":  # (Windows: NLTK adds registry-dependent folders)
+        import nltk
+
+        activate()
+        return list(nltk.data.path)
+    found = [os.path.expanduser(d) for d in os.environ.get("NLTK_DATA", "").split(os.pathsep) if d]
+    if "APPENGINE_RUNTIME" not in os.environ and os.path.expanduser("~/") != "~/":
+        found.append(os.path.expanduser("~/nltk_data"))
+    found += [os.path.join(sys.prefix, "nltk_data"), os.path.join(sys.prefix, "share", "nltk_data"),
+              os.path.join(sys.prefix, "lib", "nltk_data"), "/usr/share/nltk_data", "/usr/local/share/nltk_data",
+              "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"]
+    folder = str(paths.nltk_data_dir())
+    return found if folder in found else found + [folder]
+
+
+def find(resource: str) -> Path:
+    """The folder of `resource` (e.g. "corpora/wordnet") as `nltk.data.find` gives it: the first folder of the
+    search path holding it (NLTK looks into zip files only where no folder has it). Where a zip file stands in
+    the path, or nothing is found, NLTK's own find answers (LookupError: not found)."""
+    for folder in search_path():
+        if folder.endswith(".zip") and Path(folder).is_file():
+            break  # a zip file as a search folder: NLTK's rules for reading into it
+        candidate = Path(folder) / resource.strip("/")
+        if candidate.exists():
+            return candidate
     import nltk
 
     activate()
-    info = {"nltk": nltk.__version__}
+    return Path(str(nltk.data.find(resource)))
+
+
+def nltk_version() -> str:
+    from importlib.metadata import version
+
+    return version("nltk")
+
+
+def describe() -> dict[str, str]:
+    """What NLTK data is in use: recorded with METEOR and token-based metrics."""
+    info = {"nltk": nltk_version()}
     for resource in ("corpora/wordnet", "tokenizers/punkt_tab/english"):
         try:
-            location = Path(str(nltk.data.find(resource)))
+            location = find(resource)
         except LookupError:
             info[resource] = "missing"
             continue
@@ -112,27 +154,22 @@ def wordnet_version() -> str:
     read without loading the database (seconds): a run whose METEOR values are all cached never loads it."""
     import re
 
-    import nltk
-
-    activate()
-    data_adj = Path(str(nltk.data.find("corpora/wordnet"))) / "data.adj"
+    data_adj = find("corpora/wordnet") / "data.adj"
     if data_adj.is_file():  # (a zipped corpus: asked of the reader below)
         with open(data_adj, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 match = re.search(r"Word[nN]et (\d+\+?|\d+\.\d+) Copyright", line)
                 if match is not None:
                     return match.group(1)
+    activate()
     from nltk.corpus import wordnet
 
     return wordnet.get_version()
 
 
 def require(resource: str) -> None:
-    import nltk
-
-    activate()
     try:
-        nltk.data.find(resource)
+        find(resource)
     except LookupError:
         raise HarnessError(
             f"NLTK resource '{resource}' not found; run `harness setup nltk` (needs Debian's wordnet-base and "
