@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from .contract import Metric, MetricValue, ScoredPair
 from .errors import HarnessError
+from .scoring import MetricWrapper
 
 WORKER_ENV = "ESC_HARNESS_METRIC_WORKER"
 
@@ -101,30 +102,15 @@ class MetricWorker:
             self._process.kill()
 
 
-class RemoteMetric(Metric):
-    """A metric whose compute runs in the worker; everything else (name, info, check, cache identity) is its own."""
-
-    _SHOWN = ("name", "description", "higher_is_better", "decimals", "order", "bounds", "grader", "per_sample", "size_dependent", "concurrent")
+class RemoteMetric(MetricWrapper):
+    """A metric whose compute runs in the worker (which prepares it); everything else is its own."""
 
     def __init__(self, inner: Metric, worker: MetricWorker):
-        self.inner, self.worker = inner, worker
-        for attr in self._SHOWN:
-            setattr(self, attr, getattr(inner, attr))
+        super().__init__(inner)
+        self.worker = worker
 
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.__dict__["inner"], attr)
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def info(self) -> dict[str, Any]:
-        return self.inner.info()
-
-    def cache_identity(self) -> dict[str, Any] | None:
-        return self.inner.cache_identity()
-
-    def features(self):
-        return self.inner.features()
+    def prepare(self) -> None:
+        pass  # the worker prepares its own copy
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         if not pairs:

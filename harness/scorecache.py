@@ -31,11 +31,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .cache import BUSY_SECONDS, insert_rows, sqlite_errors
 from .contract import Metric, MetricValue, ScoredPair
 from .errors import HarnessError
+from .scoring import MetricWrapper
 
 SCORE_FORMAT = 1
 _CHUNK = 500  # keys per SELECT (SQLite's limit on bound parameters is 999 in old builds)
@@ -170,37 +171,19 @@ def _round_trip(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-class CachedMetric(Metric):
+class CachedMetric(MetricWrapper):
     """A metric behind the score cache: per-sample values and declared features are read where the cache has
     them and computed (then stored) for the other pairs only. Everything else is the metric's own."""
 
-    _SHOWN = ("name", "description", "higher_is_better", "decimals", "order", "bounds", "grader", "per_sample", "size_dependent", "concurrent")
-
     def __init__(self, inner: Metric, cache: ScoreCache):
-        self.inner, self.cache = inner, cache
-        for attr in self._SHOWN:  # class-level defaults of Metric would hide the inner metric's values
-            setattr(self, attr, getattr(inner, attr))
+        super().__init__(inner)
+        self.cache = cache
         self._digest: str | None | bool = False  # False: not computed yet (info() may be costly)
-
-    def __getattr__(self, attr: str) -> Any:  # a metric's own attributes (members of a panel, a mechanism ...)
-        return getattr(self.__dict__["inner"], attr)
 
     def digest(self) -> str | None:
         if self._digest is False:
             self._digest = metric_digest(self.inner)
         return self._digest  # type: ignore[return-value]
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def info(self) -> dict[str, Any]:
-        return self.inner.info()
-
-    def cache_identity(self) -> dict[str, Any] | None:
-        return self.inner.cache_identity()
-
-    def features(self) -> dict[str, Callable[[ScoredPair], Any]]:
-        return self.inner.features()
 
     def _key(self, slot: str, pair: ScoredPair) -> str:
         return _sha256(f"{self.digest()}:{slot}:{pair_digest(pair)}")

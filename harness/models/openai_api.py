@@ -102,6 +102,17 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+def sampling_overrides(temperature: Any, top_p: Any, max_tokens: Any, seed: Any, max_tokens_cap: Any) -> dict[str, Any]:
+    """The adapter options that override a request's sampling (checked, None left out): part of the cache identity."""
+    return {k: v for k, v in {
+        "temperature": _number("temperature", temperature, float, 0),
+        "top_p": _number("top_p", top_p, float, 0),
+        "max_tokens": _number("max_tokens", max_tokens, int, 1),
+        "seed": _number("seed", seed, int),
+        "max_tokens_cap": _number("max_tokens_cap", max_tokens_cap, int, 1),
+    }.items() if v is not None}
+
+
 def _number(name: str, value: Any, kind: type, minimum: float | None = None) -> Any:
     if value is None:
         return None
@@ -377,13 +388,7 @@ class OpenAIModel(StreamingChatModel):
         self.backoff = _number("backoff", backoff, float, 0)
         self.down_after = _number("down_after", down_after, int, 1)
         self.down_for = _number("down_for", down_for, float, 0)
-        self.overrides = {k: v for k, v in {
-            "temperature": _number("temperature", temperature, float, 0),
-            "top_p": _number("top_p", top_p, float, 0),
-            "max_tokens": _number("max_tokens", max_tokens, int, 1),
-            "seed": _number("seed", seed, int),
-            "max_tokens_cap": _number("max_tokens_cap", max_tokens_cap, int, 1),
-        }.items() if v is not None}
+        self.overrides = sampling_overrides(temperature, top_p, max_tokens, seed, max_tokens_cap)
         if isinstance(extra_body, str):
             try:
                 extra_body = json.loads(extra_body)
