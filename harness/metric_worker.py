@@ -29,7 +29,14 @@ WORKER_ENV = "ESC_HARNESS_METRIC_WORKER"
 
 
 def eligible(metric: Metric) -> bool:
-    return bool(getattr(metric, "concurrent", False)) and metric.per_sample and metric.cache_identity() is not None
+    """Computed in the worker: concurrent, per sample, and a function of the pair (see above). A metric that
+    cannot say (its resource is missing) is not: the run's checks report it, or leave an optional one out."""
+    if not (getattr(metric, "concurrent", False) and metric.per_sample):
+        return False
+    try:
+        return metric.cache_identity() is not None
+    except HarnessError:
+        return False
 
 
 def start(metrics: Sequence[Metric]) -> "MetricWorker | None":

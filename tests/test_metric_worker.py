@@ -80,3 +80,22 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("STARTED") == 1 and "SCORE" in done.stdout
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@needs_data
+def test_a_failing_check_stops_the_worker_it_started(tmp_path, monkeypatch):
+    """The worker starts before the checks; a metric whose check fails (roberta-large's weights missing) is one
+    line, and the worker already loading MiniLM is stopped with it."""
+    from harness.runner import RunConfig, run
+
+    monkeypatch.delenv("ESC_HARNESS_ROBERTA_LARGE", raising=False)
+    started = []
+    real_start = metric_worker.start
+    monkeypatch.setattr(metric_worker, "start", lambda metrics: started.append(real_start(metrics)) or started[-1])
+    config = RunConfig(task="mesc", model="retrieval", limit=3, metrics=["bertscore-f1-minilm", "bertscore-f1-roberta-large"],
+                       use_cache=False, data_dir=DATA, output_dir=tmp_path / "runs")
+    with pytest.raises(HarnessError, match="ESC_HARNESS_ROBERTA_LARGE"):
+        run(config, progress=False)
+    assert started[-1] is not None and started[-1].names == {"bertscore-f1-minilm"}
+    assert started[-1]._process.poll() is not None  # stopped, not left loading
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
