@@ -15,7 +15,8 @@ transformers for anything else (RoBERTa, fine-tuning).
 - `BertEncoder.from_config(config)`: the same architecture with its parameters on the meta device, to
   be filled with `load_state_dict(..., assign=True)` (the EPITOME classifiers' own files).
 - `Tokenizer(folder)`: tokenizer.json as transformers' `tokenizer(text, truncation=True, max_length=...)`
-  reads it: token ids with the special tokens, cut to the model's maximum length.
+  reads it: token ids with the special tokens, cut to the model's maximum length (also as `encode(text, ...)`
+  and `tokenizer(texts, ...)`, the calls the metrics make of a transformers tokenizer).
 """
 from __future__ import annotations
 
@@ -228,3 +229,18 @@ class Tokenizer:
 
     def ids_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.backend.encode_batch(texts)]
+
+    # the two transformers-tokenizer calls the metrics make (bert-score's sent_encode; a classifier's batch of
+    # single texts), so that either tokenizer serves them; anything else they could ask is refused
+    def encode(self, text: str, add_special_tokens: bool = True, max_length: int | None = None, truncation: bool = True) -> list[int]:
+        self._only_as_set(add_special_tokens and truncation, max_length)
+        return self.ids(text)
+
+    def __call__(self, texts: list[str], truncation: bool = True, max_length: int | None = None,
+                 return_offsets_mapping: bool = False) -> dict[str, list[list[int]]]:
+        self._only_as_set(truncation and not return_offsets_mapping, max_length)
+        return {"input_ids": self.ids_batch(list(texts))}
+
+    def _only_as_set(self, supported: bool, max_length: int | None) -> None:
+        if not supported or max_length not in (None, self.model_max_length):
+            raise ValueError("harness.bert.Tokenizer encodes single texts with special tokens, cut to its own max_length")

@@ -31,7 +31,7 @@ WORKER_ENV = "ESC_HARNESS_METRIC_WORKER"
 def eligible(metric: Metric) -> bool:
     """Computed in the worker: concurrent, per sample, and a function of the pair (see above). A metric that
     cannot say (its resource is missing) is not: the run's checks report it, or leave an optional one out."""
-    if not (getattr(metric, "concurrent", False) and metric.per_sample):
+    if not (metric.concurrent and metric.per_sample):
         return False
     try:
         return metric.cache_identity() is not None

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from .leaderboard import DAGGER, Row, Table, describe_variants, footnotes, row_groups, source_heading
+from .leaderboard import DAGGER, Row, Table, cell_numbers, describe_variants, footnotes, row_groups, source_heading
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5f6b7a; --line:#d9dee5; --measured:#eef4fb; --best:#fff3c4; --ref:#fbeaea; }
@@ -104,13 +104,12 @@ def _row_html(table: Table, row: Row) -> str:
         if cell is None:
             cells.append('<td class="none" data-value="">--</td>')
             continue
-        places = column.decimals
-        text = f"{cell.value:.{places}f}"
-        inner = f"<strong>{text}</strong>" if cell.best else text
+        value, interval = cell_numbers(column, cell)
+        inner = f"<strong>{value}</strong>" if cell.best else value
         if cell.significant:
             inner += f'<span class="sig">{DAGGER}</span>'
-        if cell.interval:
-            inner += f'<span class="ci">[{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]</span>'
+        if interval:
+            inner += f'<span class="ci">{interval}</span>'
         hover = f' title="p = {cell.p_value:.4f} against the reference"' if cell.p_value is not None else ""
         cells.append(f'<td class="num{" best" if cell.best else ""}" data-value="{cell.value!r}"{hover}>{inner}</td>')
     return f'<tr class="{" ".join(classes)}">' + "".join(cells) + "</tr>"

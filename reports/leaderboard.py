@@ -565,12 +565,11 @@ def significance(table: Table, reference: Row, resamples: int = uncertainty.DEFA
 # --------------------------------------------------------------------------- rendering
 
 
-def format_value(cell: Cell, column: Column, interval: bool = True) -> str:
+def cell_numbers(column: Column, cell: Cell) -> tuple[str, str | None]:
+    """A cell's value and its interval ("[low, high]", or None) at the column's decimals: what every format prints."""
     places = column.decimals
-    text = f"{cell.value:.{places}f}"
-    if interval and cell.interval:
-        text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
-    return text
+    bounds = f"[{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]" if cell.interval else None
+    return f"{cell.value:.{places}f}", bounds
 
 
 def footnotes(table: Table) -> list[str]:
@@ -635,11 +634,10 @@ def _md_row(table: Table, row: Row) -> str:
         if cell is None:
             cells.append("--")
             continue
-        text = f"{cell.value:.{column.decimals}f}"
-        text = f"**{text}**" if cell.best else text
-        if cell.interval:
-            places = column.decimals
-            text += f" [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]"
+        value, interval = cell_numbers(column, cell)
+        text = f"**{value}**" if cell.best else value
+        if interval:
+            text += f" {interval}"
         if cell.significant:
             text += f" {DAGGER}"
         cells.append(text)
@@ -715,12 +713,11 @@ def _latex_row(table: Table, row: Row) -> str:
         if cell is None:
             cells.append("--")
             continue
-        places = column.decimals
-        text = f"{cell.value:.{places}f}"
-        text = f"\\textbf{{{text}}}" if cell.best else text
+        value, interval = cell_numbers(column, cell)
+        text = f"\\textbf{{{value}}}" if cell.best else value
         if cell.significant:
             text += "$^\\dagger$"
-        if cell.interval:
-            text += f" {{\\scriptsize [{cell.interval[0]:.{places}f}, {cell.interval[1]:.{places}f}]}}"
+        if interval:
+            text += f" {{\\scriptsize {interval}}}"
         cells.append(text)
     return " & ".join(cells) + " \\\\"

@@ -372,21 +372,6 @@ def save(model: nn.Module, tokenizer, config: ClassifierConfig, folder: Path) ->
     tokenizer.save_pretrained(str(folder / "tokenizer"))
 
 
-class _SingleTextTokenizer:
-    """A classifier's tokenizer.json through `tokenizers` (harness.bert.Tokenizer), for the calls a bi-encoder's
-    inference makes: texts one at a time (no pairs), truncated to the classifier's max_len, no offsets."""
-
-    def __init__(self, folder: Path, max_len: int):
-        self._tokenizer = bert.Tokenizer(folder, max_len)
-        self.pad_token_id = self._tokenizer.pad_token_id
-
-    def __call__(self, texts: Sequence[str], truncation: bool = True, max_length: int | None = None,
-                 return_offsets_mapping: bool = False) -> dict[str, list[list[int]]]:
-        if not truncation or max_length != self._tokenizer.model_max_length or return_offsets_mapping:
-            raise HarnessError("internal error: the EPITOME inference tokenizer reads single texts cut to max_len only.")
-        return {"input_ids": self._tokenizer.ids_batch(list(texts))}
-
-
 class Classifier:
     """A trained classifier loaded from its folder: `predict(seekers, responses) -> levels`."""
 
@@ -415,7 +400,7 @@ class Classifier:
             raise HarnessError(f"{folder / WEIGHTS_FILE}: weights do not fit the {self.config.arch} architecture (missing {missing[:3]}, unexpected {unexpected[:3]}); retrain with `harness epitome train`.")
         self.model.to(self.device).eval()
         if light:
-            self.tokenizer = _SingleTextTokenizer(folder / "tokenizer", self.config.max_len)
+            self.tokenizer = bert.Tokenizer(folder / "tokenizer", self.config.max_len)  # single texts, as a bi-encoder's inference asks
         else:
             from transformers import AutoTokenizer
 

@@ -92,10 +92,6 @@ class Encoder:
 
     def token_ids(self, sentence: str) -> list[int]:
         """`bert_score.utils.sent_encode` (transformers >= 4) of a non-empty sentence."""
-        from .. import bert  # (imports torch: never at the module's import)
-
-        if isinstance(self.tokenizer, bert.Tokenizer):
-            return self.tokenizer.ids(sentence.strip())
         extra = {"add_prefix_space": True} if self.prefix_space else {}
         return self.tokenizer.encode(sentence.strip(), add_special_tokens=True, max_length=self.tokenizer.model_max_length, truncation=True, **extra)
 

@@ -260,10 +260,13 @@ class Distinct(_TokenMetric):
 
     def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
         # = distinct() over the pairs' tokens: the union of their n-gram sets over the sum of their n-gram counts
-        grams = [self.ngrams(p) for p in pairs]
-        total = sum(count for _, count in grams)
-        unique = len({tuple(gram) for found, _ in grams for gram in found})
+        total = sum(self.ngrams(p)[1] for p in pairs)
+        unique = len(set().union(*(self._gram_tuples(p) for p in pairs)))
         return MetricValue(corpus=100 * (unique / total if total else 0.0))
+
+    def _gram_tuples(self, pair: ScoredPair) -> tuple[tuple[str, ...], ...]:
+        """`ngrams(pair)`'s n-grams as tuples (hashable), once per pair: the corpus value and the resamples use them."""
+        return pair.memo(self._memo_key + "/tuples", lambda p: tuple(map(tuple, self.ngrams(p)[0])))
 
     def ngrams(self, pair: ScoredPair) -> tuple[list[list[str]], int]:
         """The pair's distinct n-grams (in order of first occurrence, as lists: a JSON value the score cache
@@ -283,10 +286,10 @@ class Distinct(_TokenMetric):
         ids: dict[tuple[str, ...], int] = {}
         rows, cols, totals = [], [], np.zeros(len(pairs))
         for row, p in enumerate(pairs):
-            grams, totals[row] = self.ngrams(p)
-            for gram in grams:
+            totals[row] = self.ngrams(p)[1]
+            for gram in self._gram_tuples(p):
                 rows.append(row)
-                cols.append(ids.setdefault(tuple(gram), len(ids)))
+                cols.append(ids.setdefault(gram, len(ids)))
         presence = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(pairs), max(len(ids), 1)))
         weights = np.asarray(weights, dtype=float)
         unique = (presence.T @ weights.T > 0).sum(axis=0)  # (B,)
