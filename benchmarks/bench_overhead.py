@@ -8,6 +8,8 @@ local llama.cpp server (SmolLM2-135M, xllamacpp, `parallel` slots) in four ways,
             every answer stored (grouped commits: one per flush of records, at least one a second)
   cached1 - the same, committing each answer on its own (COMMIT_SECONDS = 0: how the cache worked before)
   bare    - a bare asyncio loop: openai.AsyncOpenAI + a semaphore at the same concurrency, nothing else
+  bare+   - the same with the client made as the harness makes it (a plain-HTTP server's client does not load
+            the CA bundle: ~25 ms of a run's start), so that harness/bare+ is the harness's machinery alone
 and prints the times, the ratios to bare and the tokens generated (the same work every way).
 
 Where the harness's own time goes (cProfile of the `cached` arm's main thread, 256 requests, `--server fault
@@ -73,12 +75,19 @@ class FaultProcess:
         self.process.wait(timeout=10)
 
 
-def bare(base_url: str, key: str, requests, concurrency: int) -> tuple[float, int]:
-    """The minimum: the client, a semaphore, gather. Returns (seconds, completion tokens)."""
+def bare(base_url: str, key: str, requests, concurrency: int, harness_client: bool = False) -> tuple[float, int]:
+    """The minimum: the client, a semaphore, gather. Returns (seconds, completion tokens). `harness_client`: the
+    client made as the harness makes it (for a plain-HTTP server, without loading the CA bundle: ~25 ms), so
+    that the ratio to it is the harness's own machinery alone."""
     import openai
 
     async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=600)
+        if harness_client:
+            from harness.models.openai_api import _Secret, _make_client
+
+            client = _make_client(_Secret(key), base_url, timeout=600)
+        else:
+            client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=600)
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(request) -> int:
@@ -141,13 +150,13 @@ def main() -> None:
             # prompt cache (llama.cpp keeps prompts' KV in RAM) is as warm for the first timed pass as for the rest
             bare(server.base_url, key, requests, args.parallel)
             harness(server.base_url, key, min(args.n, args.parallel), args.parallel, metrics, Path(tmp))
-            arms = ("harness", "cached", "cached1", "bare")
+            arms = ("harness", "cached", "cached1", "bare", "bare+")
             times: dict[str, list[float]] = {name: [] for name in arms}
             tokens: dict[str, list[int]] = {name: [] for name in arms}
             for repeat in range(args.repeats):
                 for name in (arms if repeat % 2 == 0 else arms[::-1]):
-                    if name == "bare":
-                        seconds, generated = bare(server.base_url, key, requests, args.parallel)
+                    if name.startswith("bare"):
+                        seconds, generated = bare(server.base_url, key, requests, args.parallel, harness_client=name == "bare+")
                     elif name.startswith("cached"):  # a fresh cache file: all misses, every answer stored
                         import harness.cache as response_cache
 
@@ -172,9 +181,11 @@ def main() -> None:
     print(f"  cached  (the same, a fresh response cache)        {med['cached']:7.2f} s")
     print(f"  cached1 (the same, one commit per answer)         {med['cached1']:7.2f} s")
     print(f"  bare    (AsyncOpenAI + semaphore)                 {med['bare']:7.2f} s")
-    for name in ("harness", "cached", "cached1"):
-        print(f"  ratio {name}/bare {med[name] / med['bare']:.3f}   (extra {med[name] - med['bare']:+.2f} s, "
-              f"{(med[name] - med['bare']) / args.n * 1000:+.1f} ms per request)")
+    print(f"  bare+   (the same, the client made as the harness makes it)  {med['bare+']:7.2f} s")
+    for base in ("bare", "bare+"):
+        for name in ("harness", "cached", "cached1"):
+            print(f"  ratio {name}/{base} {med[name] / med[base]:.3f}   (extra {med[name] - med[base]:+.2f} s, "
+                  f"{(med[name] - med[base]) / args.n * 1000:+.1f} ms per request)")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,21 @@ def supported(config: dict[str, Any]) -> bool:
             and config.get("hidden_size", 0) % max(config.get("num_attention_heads", 1), 1) == 0)
 
 
+class _Embedding(nn.Embedding):
+    """nn.Embedding, not initialised on the meta device: torch's `normal_` there imports torch._dynamo, ~1.9 s of
+    the metric worker's start for values that `load_state_dict(..., assign=True)` replaces anyway."""
+
+    def reset_parameters(self) -> None:
+        if self.weight.device.type != "meta":
+            super().reset_parameters()
+
+
 class _Embeddings(nn.Module):
     def __init__(self, c: dict[str, Any]):
         super().__init__()
-        self.word_embeddings = nn.Embedding(c["vocab_size"], c["hidden_size"], padding_idx=c.get("pad_token_id", 0))
-        self.position_embeddings = nn.Embedding(c["max_position_embeddings"], c["hidden_size"])
-        self.token_type_embeddings = nn.Embedding(c.get("type_vocab_size", 2), c["hidden_size"])
+        self.word_embeddings = _Embedding(c["vocab_size"], c["hidden_size"], padding_idx=c.get("pad_token_id", 0))
+        self.position_embeddings = _Embedding(c["max_position_embeddings"], c["hidden_size"])
+        self.token_type_embeddings = _Embedding(c.get("type_vocab_size", 2), c["hidden_size"])
         self.LayerNorm = nn.LayerNorm(c["hidden_size"], eps=c.get("layer_norm_eps", 1e-12))
         # (real tensors even when the parameters are built on the meta device: they are not in a checkpoint)
         self.register_buffer("position_ids", torch.arange(c["max_position_embeddings"], device="cpu")[None, :], persistent=False)

@@ -324,6 +324,12 @@ class Metric(ABC):
         as JSON gives them (lists, not tuples), on a first run too."""
         return {}
 
+    def fill_features(self, pairs: Sequence[ScoredPair]) -> None:
+        """Each feature of each pair into the pair's memo (the score cache's wrapper reads and stores them)."""
+        for key, function in self.features().items():
+            for pair in pairs:
+                pair.memo(key, function)
+
 
 # --------------------------------------------------------------------------- model-graded scoring
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .contract import Dataset, DataFile
 from .errors import DataError
-from .hashing import sha256_of  # baselines import it from here too
+from .hashing import sha256_memo, sha256_of  # (baselines import sha256_of from here too)
 
 ALLOW_MODIFIED_ENV = "ESC_HARNESS_ALLOW_MODIFIED_DATA"
 
@@ -35,7 +35,7 @@ def resolve(dataset: Dataset, task_name: str, root: Path, allow_modified: bool |
         path = folder / f.name
         if not path.is_file():
             raise DataError(f"{path}: missing dataset file; {_how_to_get(dataset, task_name)}.")
-        actual = sha256_of(path)
+        actual = sha256_memo(path)  # (a process running several tasks or runs over the same files hashes them once)
         if actual != f.sha256 and not allow_modified:
             raise DataError(
                 f"{path}: content differs from the published file (sha256 {actual[:12]}..., expected "

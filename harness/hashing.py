@@ -5,8 +5,8 @@ and model weights in cache identities - and all of them go through `sha256_of`. 
 digest, each in one layer:
 
 - `sha256_memo`: within a process, keyed by (path, size, mtime_ns), so an image or a GGUF file asked about
-  again costs a `stat`, and a file rewritten in place is hashed anew. Images in cache keys and the `local`
-  model's GGUF use it.
+  again costs a `stat`, and a file rewritten in place is hashed anew. Images in cache keys, the `local`
+  model's GGUF and the dataset files checked against their pinned digests (a suite, a notebook) use it.
 - across processes, for model weights (gigabytes): `harness.models.weights.fingerprint` keeps each file's
   digest in fingerprints.json beside the response cache, keyed the same way, and hashes with `sha256_of`.
 """

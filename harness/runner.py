@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from . import datafiles, dialogues, grading, metric_worker, paths, registry, scorecache, scoring, store
 from .cache import CachedModel, ResponseCache, group_commits
-from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, Summary, Task
+from .contract import DialogueTask, Grader, Metric, ModelContext, RoleRecord, RunHeader, Sample, SampleRecord, ScoredPair, Summary, Task
 from .errors import HarnessError
 from .contract import SCHEMA_VERSION
 from .lifecycle import (ModelSpec, RunFolder, close_models, git_revision, git_revision_later, now, open_cache, open_models, package_versions,
@@ -292,6 +292,7 @@ def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[st
             if stray:
                 raise HarnessError(f"{folder.path}: holds sample '{stray[0]}' which this task/split does not produce; the run belongs to other data.")
             todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
+            scored: dict[str, ScoredPair] = {}
             if dialogue_task:
                 clients = {id(m): dialogues.RoleClient(m) for m in unique_models(models)}
                 try:
@@ -301,11 +302,13 @@ def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[st
                     for client in clients.values():
                         client.close()
             else:
-                _generate(task, models, metrics, graders, todo, folder.path, seed, progress)
-            records = folder.records()
+                scored = _generate(task, models, metrics, graders, todo, folder.path, seed, progress)
+            records = sorted(folder.records(), key=lambda r: r.index)
             if len(records) != len(samples):
                 raise HarnessError(f"{folder.path}: {len(records)} of {len(samples)} samples written; resume with `harness run --resume {folder.path}`.")
-            summary = scoring.summarize(metrics, records, resamples=resamples, seed=seed)
+            pairs = scoring.pairs_of(records)
+            scoring.reuse_features(pairs, scored, [r.id for r in records])  # (computed while the answers came in)
+            summary = scoring.summarize(metrics, records, pairs, resamples=resamples, seed=seed)
             folder.finish_with(summary)
     finally:
         if score_cache is not None:
@@ -316,11 +319,14 @@ def _run(config: RunConfig, folder: RunFolder | None, changed: dict[str, dict[st
 
 
 def _generate(task: Task, models: dict[str, CachedModel], metrics: Sequence[Metric], graders: Sequence[Grader],
-              todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> None:
+              todo: list[tuple[int, Sample]], run_dir: Path, seed: int, progress: bool | None) -> dict[str, ScoredPair]:
+    """Answers, grades and scores `todo`, writing each batch; returns the scored pairs by sample id, holding the
+    corpus metrics' features (computed while the model answered), for the summary."""
     from tqdm import tqdm
 
+    scored: dict[str, ScoredPair] = {}
     if not todo:
-        return
+        return scored
     model = models["model"]
     show = sys.stderr.isatty() if progress is None else progress
     requests = []
@@ -339,9 +345,11 @@ def _generate(task: Task, models: dict[str, CachedModel], metrics: Sequence[Metr
         def flush() -> None:
             # graders, and model-based metrics (BERTScore, EPITOME), handle a batch far faster than one sample at a time
             graded = grading.grade_records(graders, pending, answers)
-            scored = scoring.with_scores(metrics, graded)
+            pairs = scoring.pairs_of(graded)
+            records = scoring.with_scores(metrics, graded, pairs)
             commit()
-            writer.write(scored)
+            writer.write(records)
+            scored.update((r.id, p) for r, p in zip(records, pairs))
             pending.clear()
 
         try:
@@ -361,6 +369,7 @@ def _generate(task: Task, models: dict[str, CachedModel], metrics: Sequence[Metr
                     flush()
             finally:
                 writer.close()
+    return scored
 
 
 def to_record(index: int, sample: Sample, output: str, task: Task, usage: dict[str, int] | None = None) -> SampleRecord:

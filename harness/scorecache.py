@@ -192,7 +192,7 @@ class CachedMetric(MetricWrapper):
         if self.digest() is None:
             return self.inner.compute(pairs)
         if not self.per_sample:
-            self._fill_features(pairs)
+            self.fill_features(pairs)
             return self.inner.compute(pairs)
         keys = [self._key("score", p) for p in pairs]
         found = self.cache.get_many(keys, "score")
@@ -213,12 +213,16 @@ class CachedMetric(MetricWrapper):
         return MetricValue(corpus=sum(values) / len(values) if values else 0.0, per_sample=values)
 
     def weighted(self, pairs: Sequence[ScoredPair], weights: Any) -> Any:
-        if self.digest() is not None and not self.per_sample:
-            self._fill_features(pairs)
+        if not self.per_sample:
+            self.fill_features(pairs)
         return self.inner.weighted(pairs, weights)
 
-    def _fill_features(self, pairs: Sequence[ScoredPair]) -> None:
-        """Each declared feature of each pair into the pair's memo: from the cache, or computed and stored."""
+    def fill_features(self, pairs: Sequence[ScoredPair]) -> None:
+        """Each declared feature of each pair into the pair's memo: from the cache, or computed and stored
+        (a metric that is not cached: computed only)."""
+        if self.digest() is None:
+            super().fill_features(pairs)
+            return
         for name, function in self.inner.features().items():
             lacking = [p for p in pairs if name not in p._memo]
             if not lacking:

@@ -66,16 +66,25 @@ def pairs_of(records: Sequence[SampleRecord]) -> list[ScoredPair]:
     return [ScoredPair(r.response, r.reference, tuple(r.history), dict(r.outcome), dict(r.labels)) for r in records]
 
 
-def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) -> list[dict[str, float]]:
-    """Each per-sample metric's values, `Metric.concurrent` ones each on a thread of its own meanwhile."""
-    def compute(metric: Metric) -> list[float]:
+def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair], features: bool = False) -> list[dict[str, float]]:
+    """Each per-sample metric's values, `Metric.concurrent` ones each on a thread of its own meanwhile.
+    `features`: the corpus metrics' features of the pairs too (`Metric.fill_features`), on this thread while the
+    concurrent metrics run - what the summary would otherwise compute alone once the last answer is in."""
+    def compute(metric: Metric) -> list[float] | None:
+        if not metric.per_sample:
+            try:
+                metric.fill_features(pairs)
+            except Exception:  # (the summary computes them again and reports the failure, once every record is written)
+                pass
+            return None
         values = metric.compute(pairs).per_sample
         if values is None or len(values) != len(pairs):
             raise HarnessError(f"metric {metric.name} declares per-sample scores but returned {0 if values is None else len(values)} for {len(pairs)} samples.")
         return values
 
     chosen = [m for m in metrics if m.per_sample]
-    columns = threads.beside([m for m in chosen if m.concurrent], compute, [m for m in chosen if not m.concurrent])
+    here = [m for m in chosen if not m.concurrent] + ([m for m in metrics if not m.per_sample] if features else [])
+    columns = threads.beside([m for m in chosen if m.concurrent], compute, here)
     scores: list[dict[str, float]] = [{} for _ in pairs]
     for metric in chosen:
         for row, value in zip(scores, columns[id(metric)]):
@@ -83,10 +92,20 @@ def per_sample_scores(metrics: Sequence[Metric], pairs: Sequence[ScoredPair]) ->
     return scores
 
 
-def with_scores(metrics: Sequence[Metric], records: Sequence[SampleRecord]) -> list[SampleRecord]:
-    """The records with their per-sample metric values (what samples.jsonl stores)."""
-    rows = per_sample_scores(metrics, pairs_of(records))
+def with_scores(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None) -> list[SampleRecord]:
+    """The records with their per-sample metric values (what samples.jsonl stores). `pairs`: the records' own
+    (`pairs_of`), given to have the corpus metrics' features computed into them meanwhile, for the summary."""
+    rows = per_sample_scores(metrics, pairs if pairs is not None else pairs_of(records), features=pairs is not None)
     return [r.model_copy(update={"scores": row}) for r, row in zip(records, rows)]
+
+
+def reuse_features(pairs: Sequence[ScoredPair], computed: dict[str, ScoredPair], ids: Sequence[str]) -> None:
+    """The memos of pairs scored earlier in this process (`computed`: sample id -> its pair) into `pairs`
+    (those of the records read back, in `ids` order) where the pair is the same."""
+    for pair, sample_id in zip(pairs, ids):
+        earlier = computed.get(sample_id)
+        if earlier is not None and earlier == pair:  # (the memo is not compared: every field of the pair is)
+            pair._memo.update(earlier._memo)
 
 
 def summarize(metrics: Sequence[Metric], records: Sequence[SampleRecord], pairs: Sequence[ScoredPair] | None = None,
@@ -135,6 +154,6 @@ def rescore(metrics: Sequence[Metric], records: Sequence[SampleRecord], resample
     """Everything recomputed from the stored responses; no model is called."""
     ordered = sorted(records, key=lambda r: r.index)
     pairs = pairs_of(ordered)
-    rows = per_sample_scores(metrics, pairs)
+    rows = per_sample_scores(metrics, pairs, features=True)
     rescored = [r.model_copy(update={"scores": s}) for r, s in zip(ordered, rows)]
     return rescored, summarize(metrics, rescored, pairs, resamples, seed)

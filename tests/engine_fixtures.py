@@ -113,6 +113,32 @@ class QuestionCount(Metric):
         return MetricValue(corpus=float(sum("?" in p.response for p in pairs)))
 
 
+class QuestionShare(Metric):
+    """Corpus: % of responses holding '?', from a declared per-pair feature that records each pair it is
+    computed for (`calls`), and with `runs`, how many samples the runs there had written by then; `broken`: it fails."""
+
+    name = PREFIX + "question-share"
+    description = "share of responses asking a question"
+
+    def __init__(self, broken: bool = False, runs: Path | None = None):
+        self.broken, self.calls, self.runs, self.written = broken, [], runs, []
+
+    def _asks(self, pair: ScoredPair) -> bool:
+        if self.broken:
+            raise RuntimeError("feature boom")
+        self.calls.append(pair.response)
+        if self.runs is not None:
+            self.written.append(sum(len(f.read_text().splitlines()) for f in self.runs.glob("*/samples.jsonl")))
+        return "?" in pair.response
+
+    def features(self):
+        return {"asks": self._asks}
+
+    def compute(self, pairs: Sequence[ScoredPair]) -> MetricValue:
+        asks = [pair.memo("asks", self._asks) for pair in pairs]
+        return MetricValue(corpus=100 * sum(asks) / len(asks))
+
+
 class RatingGrader(Grader):
     name = "rating"
     role = "judge"

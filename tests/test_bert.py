@@ -66,6 +66,29 @@ def test_outputs_are_transformers_to_the_last_bit(tiny, dtype):
         assert torch.equal(ours.encoder.layer[-1].feed_forward_chunk(last_ours[:, :1]), reference.encoder.layer[-1].feed_forward_chunk(last_theirs[:, :1]))
 
 
+def test_building_on_the_meta_device_does_not_import_torch_dynamo(tiny):
+    """Random initialisation on the meta device (nn.Embedding's normal_) imports torch._dynamo, ~2 s of a metric
+    worker's start: the encoder, loaded or built for the EPITOME classifiers, skips it (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    folder, _ = tiny
+    code = (
+        "import sys, json, torch; from harness import bert; from baselines.epitome.model import BiEncoder, ClassifierConfig\n"
+        f"cfg = json.loads({json.dumps(json.dumps(tiny_config()))})\n"
+        f"assert bert.load({str(folder)!r}) is not None\n"
+        "with torch.device('meta'):\n"
+        "    BiEncoder(ClassifierConfig(arch=\"bi\", encoder=cfg, encoder_name=\"tiny\"), bert.BertEncoder(cfg), bert.BertEncoder(cfg))\n"
+        "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+    # a real (CPU) build is still randomly initialised, as nn.Embedding is
+    torch.manual_seed(0)
+    built = bert.BertEncoder(tiny_config())
+    assert built.embeddings.word_embeddings.weight.std() > 0.5 and torch.all(built.embeddings.word_embeddings.weight[0] == 0)
+
+
 def test_truncated_layers_and_meta_construction(tiny):
     folder, reference = tiny
     two = bert.load(folder, num_layers=2)

@@ -147,6 +147,41 @@ def test_the_summary_follows_the_split_order_not_the_file_order(tmp_path):
 # --------------------------------------------------------------------------- 2. a failing model, then resume
 
 
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_corpus_features_are_computed_once_as_the_answers_come_in(tmp_path, monkeypatch, use_cache):
+    """Each batch's pairs get the corpus metrics' features when the batch is scored, before it is written; the
+    summary reuses them (with 200 resamples, which re-read each pair) and computes only those of samples from
+    an earlier session."""
+    from harness import runner
+
+    monkeypatch.setattr(runner, "SCORE_BATCH", 2)
+    metric = fx.QuestionShare(runs=tmp_path / "runs")
+    registry.metrics.register(fx.QuestionShare.name, metric)
+    result = run(cfg(tmp_path, metrics=[LENGTH, fx.QuestionShare.name], use_cache=use_cache, resamples=200))
+    assert sorted(metric.calls) == sorted(TEXTS)  # once per pair, none again in the summary
+    assert metric.written == [0, 0, 2, 2, 4, 4]  # batch by batch, not once all six were written
+    assert summary_json(result.run_dir)["metrics"][fx.QuestionShare.name] == 50.0
+
+    metric.calls.clear()  # a run stopped after two answers, then resumed
+    failing = cfg(tmp_path / "again", model=FLAKY, model_args={"ok": 2}, metrics=[LENGTH, fx.QuestionShare.name], use_cache=use_cache)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(failing)
+    registry.models.register(FLAKY, fx.HealthyEcho)
+    resumed = run(resume_cfg(tmp_path / "again", use_cache=use_cache), resume=only_folder(tmp_path / "again" / "runs"))
+    assert summary_json(resumed.run_dir)["metrics"][fx.QuestionShare.name] == 50.0
+    # the first session's two pairs: computed again by the summary without a cache, read from the score cache with one
+    assert len(metric.calls) == (6 if use_cache else 8) and sorted(set(metric.calls)) == sorted(TEXTS)
+
+
+def test_a_failing_corpus_feature_fails_the_summary_after_every_record_is_written(tmp_path):
+    registry.metrics.register(fx.QuestionShare.name, fx.QuestionShare(broken=True))
+    with pytest.raises(RuntimeError, match="feature boom"):
+        run(cfg(tmp_path, metrics=[LENGTH, fx.QuestionShare.name], use_cache=False))
+    run_dir = only_folder(tmp_path / "runs")
+    assert len(records_of(run_dir)) == 6 and header_of(run_dir).status == "failed"
+    assert "feature boom" in header_of(run_dir).error and not (run_dir / "summary.json").exists()
+
+
 def test_a_failing_model_marks_the_run_failed_without_its_secret_and_resume_finishes_it(tmp_path):
     reference = run(cfg(tmp_path / "ref", resamples=200))
     failing = cfg(tmp_path, model=FLAKY, model_args={"api_key": "secret-XYZ", "ok": 2}, resamples=200)

@@ -186,6 +186,22 @@ def test_bleu_equals_nltk_corpus_bleu_with_reference_settings(n):
     assert BLEUS[n].compute(ps).corpus == pytest.approx(100 * expected, rel=1e-12)
 
 
+def test_bleu_statistics_are_nltk_modified_precision_counts():
+    """The per-pair counts BLEU sums (computed without NLTK's Fractions) are modified_precision's unreduced
+    numerator and denominator for each order, on texts with repeated n-grams, shorter than the order, empty."""
+    from nltk.translate.bleu_score import modified_precision
+
+    rng = random.Random(7)
+    words = ["i", "am", "here", "you", "are", "not", "alone", "."]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 12))) for _ in range(150)] + ["", "i", "i i i i", "here here"]
+    for response, reference in zip(texts, reversed(texts)):
+        pair = ScoredPair(response=response, reference=reference)
+        hypothesis, ref = response_tokens(pair), reference_tokens(pair)
+        fractions = [modified_precision([ref], hypothesis, order) for order in range(1, 5)]
+        expected = (*(f.numerator for f in fractions), *(f.denominator for f in fractions), len(hypothesis), len(ref))
+        assert lexical.bleu_statistics(pair) == expected, (response, reference)
+
+
 def test_bleu_orders_differ_on_realistic_corpus():
     values = [BLEUS[n].compute(pairs(*CORPUS)).corpus for n in range(1, 5)]
     assert values == sorted(values, reverse=True) and len(set(values)) == 4

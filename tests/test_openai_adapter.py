@@ -214,6 +214,33 @@ def test_max_tokens_cap_bounds_what_the_task_asks(adapter):
     assert asked == [16, 128] and model.cache_identity()["max_tokens_cap"] == 128
 
 
+def test_a_plain_http_client_skips_the_ca_bundle_but_still_verifies_tls(monkeypatch):
+    """An http:// server gets a TLS context holding no CA (loading the bundle was most of a client's start),
+    which still requires and verifies certificates: a redirect to https fails closed. https endpoints, and
+    any endpoint behind a proxy from the environment, keep the client's own verified context."""
+    import ssl
+
+    import openai
+
+    from harness.models import openai_api
+
+    made = []
+    real = openai.DefaultAsyncHttpxClient
+    monkeypatch.setattr(openai, "DefaultAsyncHttpxClient", lambda **kw: made.append(kw) or real(**kw))
+    for variable in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    key = openai_api._Secret("k")
+    client = openai_api._make_client(key, "http://127.0.0.1:8000/v1", timeout=7.0)
+    assert len(made) == 1 and client.timeout == 7.0
+    context = made[0]["verify"]
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.get_ca_certs() == [] and context.cert_store_stats()["x509_ca"] == 0
+    openai_api._make_client(key, "https://api.example.org/v1", timeout=7.0)
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example.org:3128")
+    openai_api._make_client(key, "http://127.0.0.1:8000/v1", timeout=7.0)
+    assert len(made) == 1  # neither made its own context
+
+
 def test_a_remote_endpoint_without_a_key_is_refused(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(HarnessError, match="OPENAI_API_KEY"):

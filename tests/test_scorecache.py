@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine_fixtures import QuestionShare
 from harness import scorecache
 from harness.contract import Metric, MetricValue, ScoredPair
 from harness.errors import HarnessError
@@ -31,26 +32,6 @@ class CountingLength(Metric):
         self.computed += len(pairs)
         values = [len(p.response) / 3 for p in pairs]
         return MetricValue(corpus=sum(values) / len(values), per_sample=values)
-
-
-class QuestionShare(Metric):
-    """Corpus: share of responses holding '?', from a declared per-pair feature."""
-
-    name = "test-question-share"
-
-    def __init__(self):
-        self.calls = 0
-
-    def _asks(self, pair):
-        self.calls += 1
-        return "?" in pair.response
-
-    def features(self):
-        return {"asks": self._asks}
-
-    def compute(self, pairs):
-        asks = [pair.memo("asks", self._asks) for pair in pairs]
-        return MetricValue(corpus=100 * sum(asks) / len(asks))
 
 
 class Uncacheable(CountingLength):
@@ -82,9 +63,9 @@ def test_corpus_features_are_kept_and_read_back(tmp_path):
     path = tmp_path / "c.sqlite"
     metric = QuestionShare()
     wrapped = scorecache.cached([metric], scorecache.ScoreCache(path))[0]
-    assert wrapped.compute(pairs("why?", "ok", "how?", "fine")).corpus == 50.0 and metric.calls == 4
+    assert wrapped.compute(pairs("why?", "ok", "how?", "fine")).corpus == 50.0 and len(metric.calls) == 4
     again = scorecache.cached([metric], scorecache.ScoreCache(path))[0]
-    assert again.compute(pairs("why?", "ok", "how?", "fine")).corpus == 50.0 and metric.calls == 4
+    assert again.compute(pairs("why?", "ok", "how?", "fine")).corpus == 50.0 and len(metric.calls) == 4
 
 
 def test_metric_identity_and_opting_out(tmp_path):

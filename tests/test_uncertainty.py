@@ -45,6 +45,9 @@ def test_bootstrap_weights_are_seeded_resamples_of_size_n():
     w = bootstrap_weights(7, 50, seed=1)
     assert w.shape == (50, 7) and (w.sum(axis=1) == 7).all()
     assert (w == bootstrap_weights(7, 50, seed=1)).all() and not (w == bootstrap_weights(7, 50, seed=2)).all()
+    # row b counts the seeded generator's b-th row of draws (what every published interval was computed from)
+    draws = np.random.default_rng(1).integers(0, 7, size=(50, 7))
+    assert w.tolist() == [[float(list(row).count(i)) for i in range(7)] for row in draws]
     h = half_sample_weights(8, 20, seed=0)
     assert set(np.unique(h)) == {0.0, 1.0} and (h.sum(axis=1) == 4).all()
 

@@ -107,7 +107,8 @@ class _Holder(nn.Module):
 
 def _init_head(module: nn.Module) -> None:
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        # (not on the meta device, where the weights are loaded next: `normal_` there imports torch._dynamo, ~2 s)
+        if isinstance(m, nn.Linear) and m.weight.device.type != "meta":
             m.weight.data.normal_(mean=0.0, std=0.02)
             if m.bias is not None:
                 m.bias.data.zero_()

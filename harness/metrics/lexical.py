@@ -69,11 +69,19 @@ def bleu_statistics(pair: ScoredPair) -> tuple[int, ...]:
 
 
 def _bleu_statistics(pair: ScoredPair) -> tuple[int, ...]:
-    from nltk.translate.bleu_score import modified_precision
-
-    references, hypothesis = [reference_tokens(pair)], response_tokens(pair)
-    fractions = [modified_precision(references, hypothesis, order) for order in range(1, 5)]  # unreduced counts
-    return (*(f.numerator for f in fractions), *(f.denominator for f in fractions), len(hypothesis), len(references[0]))
+    # NLTK's modified_precision with one reference, as integer counts (it returns them as an unreduced
+    # Fraction): each hypothesis n-gram's count clipped by its count in the reference, over the hypothesis's
+    # n-gram count (at least 1). The same integers without building Fractions and NLTK's per-reference
+    # Counters: a fifth of the time, which the summary of a run spends after its last answer
+    # (tests/test_lexical.py checks them against modified_precision).
+    reference, hypothesis = reference_tokens(pair), response_tokens(pair)
+    numerators, denominators = [], []
+    for order in range(1, 5):
+        counts = Counter(zip(*(hypothesis[i:] for i in range(order))))
+        in_reference = Counter(zip(*(reference[i:] for i in range(order))))
+        numerators.append(sum(min(count, in_reference[gram]) for gram, count in counts.items()))
+        denominators.append(max(1, len(hypothesis) - order + 1))
+    return (*numerators, *denominators, len(hypothesis), len(reference))
 
 
 def bleu_from_sums(sums: Sequence[float], n: int) -> float:
@@ -81,19 +89,22 @@ def bleu_from_sums(sums: Sequence[float], n: int) -> float:
     with NLTK's own arithmetic in its order, so that the value is the one corpus_bleu returns, to the last bit."""
     import math
 
-    numerators, denominators, hyp_len, ref_len = sums[0:4], sums[4:8], sums[8], sums[9]
-    if numerators[0] == 0:
+    hyp_len, ref_len = sums[8], sums[9]
+    if sums[0] == 0:
         return 0.0  # NLTK returns 0 without unigram matches (an empty corpus included)
-    precisions, k = [], 1
-    for num, den in zip(numerators, denominators):
+    # the reference passes four weights, 1/n for orders 1..n and 0 after: NLTK's terms w * log(p) of the orders
+    # past n are zeros, which leave math.fsum (an exactly rounded sum) unchanged, so only 1..n are computed
+    weight, terms, k = 1.0 / n, [], 1
+    for order in range(n):
+        num, den = sums[order], sums[4 + order]
         if num == 0:  # smoothing method3: the k-th zero precision becomes 1 / (2^k * denominator)
-            precisions.append(1 / (2**k * den))
+            precision = 1 / (2**k * den)
             k += 1
         else:
-            precisions.append(num / den)
-    weights = [1.0 / n] * n + [0.0] * (4 - n)  # the reference passes four weights
+            precision = num / den
+        terms.append(weight * math.log(precision))
     penalty = 1 if hyp_len > ref_len else (0 if hyp_len == 0 else math.exp(1 - ref_len / hyp_len))
-    return 100 * (penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, precisions))))
+    return 100 * (penalty * math.exp(math.fsum(terms)))
 
 
 class Bleu(_TokenMetric):
@@ -122,7 +133,7 @@ class Bleu(_TokenMetric):
 
         stats = np.array([bleu_statistics(p) for p in pairs], dtype=float).reshape(len(pairs), 10)
         sums = np.asarray(weights) @ stats  # integer counts times integer weights: exact in float64
-        return np.array([bleu_from_sums(row, self.n) for row in sums])
+        return np.array([bleu_from_sums(row, self.n) for row in sums.tolist()])  # (Python floats: the same values, faster)
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
