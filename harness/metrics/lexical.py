@@ -73,7 +73,7 @@ def _bleu_statistics(pair: ScoredPair) -> tuple[int, ...]:
     # Fraction): each hypothesis n-gram's count clipped by its count in the reference, over the hypothesis's
     # n-gram count (at least 1). The same integers without building Fractions and NLTK's per-reference
     # Counters: a fifth of the time, which the summary of a run spends after its last answer
-    # (tests/test_lexical.py checks them against modified_precision).
+    # (tests/test_metrics.py checks them against modified_precision).
     reference, hypothesis = reference_tokens(pair), response_tokens(pair)
     numerators, denominators = [], []
     for order in range(1, 5):
